@@ -1,0 +1,69 @@
+"""
+Sample from a trained nanoRINS model, at any recursion depth.
+
+    python sample.py --out_dir=out/shakespeare_rins --start="ROMEO:" --r=3
+
+Generation uses a KV cache with one entry per *application* in the plan: round k of A attends
+only to round-k keys and values, exactly as in training.
+"""
+
+import json
+import os
+import sys
+
+import torch
+
+from checkpoint import load_checkpoint, load_model_state
+from configurator import configure
+from model import GPT, GPTConfig
+from prepare import load_tokenizer
+
+# -----------------------------------------------------------------------------
+out_dir = "out"  # directory holding ckpt.pt (from train.py)
+start = "\n"  # prompt, or "FILE:path" to read it from a file
+num_samples = 3
+max_new_tokens = 300
+temperature = 0.8  # 0 = greedy
+top_k = 200
+r = 0  # recursion rounds at inference; 0 = the depth the model was trained with
+use_cache = True
+seed = 1337
+device = "cpu"
+# -----------------------------------------------------------------------------
+configure(globals(), sys.argv[1:], "sample.py")
+if num_samples < 1 or max_new_tokens < 0 or temperature < 0 or top_k < 1 or r < 0:
+    raise SystemExit(f"sample.py: need num_samples >= 1, max_new_tokens >= 0, temperature >= 0, top_k >= 1, r >= 0 "
+                     f"(got {num_samples}, {max_new_tokens}, {temperature}, {top_k}, {r})")
+torch.manual_seed(seed)
+
+ckpt_path = os.path.join(out_dir, "ckpt.pt")
+ckpt = load_checkpoint(ckpt_path)
+try:
+    model = GPT(GPTConfig(**ckpt["model_args"]))
+except (TypeError, ValueError) as e:
+    raise SystemExit(f"sample.py: {ckpt_path} has model_args this model.py cannot build ({e})")
+load_model_state(model, ckpt["model"], ckpt_path)
+model.eval().to(device)
+depth = r or None
+try:
+    print(model.recursion.describe(depth))
+except ValueError as e:
+    raise SystemExit(f"sample.py: {e}")
+
+meta_path = os.path.join(ckpt["config"].get("data_dir", "data"), ckpt["config"]["dataset"], "meta.json")
+try:
+    with open(meta_path) as f:
+        encode, decode = load_tokenizer(json.load(f))
+except FileNotFoundError:
+    raise SystemExit(f"sample.py: the tokenizer description {meta_path} is missing; run prepare.py {ckpt['config']['dataset']} again")
+if start.startswith("FILE:"):
+    with open(start[5:], encoding="utf-8") as f:
+        start = f.read()
+ids = encode(start)
+if not ids:
+    raise SystemExit("sample.py: the start prompt encodes to no tokens; give at least one character")
+x = torch.tensor(ids, dtype=torch.long, device=device)[None, ...]
+for _ in range(num_samples):
+    y = model.generate(x, max_new_tokens, temperature=temperature, top_k=top_k, r=depth, use_cache=use_cache)
+    print(decode(y[0].tolist()))
+    print("---------------")
