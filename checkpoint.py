@@ -7,6 +7,7 @@ over the old one: the previous good checkpoint is intact until the new one is co
 """
 
 import os
+import zipfile
 
 import torch
 
@@ -29,18 +30,22 @@ def save_checkpoint(obj: dict, path: str) -> None:
         os.close(dir_fd)
 
 
-def load_checkpoint(path: str) -> dict:
-    """Read a checkpoint or stop with one line saying what is wrong with the file."""
+def load_checkpoint(path: str, need: tuple[str, ...] = ()) -> dict:
+    """Read a checkpoint or stop with one line saying what is wrong with the file. Every checkpoint
+    has model, model_args and iter_num; `need` names further keys (a resume needs the optimizer and RNGs)."""
     if not os.path.isfile(path):
         raise SystemExit(f"checkpoint '{path}' does not exist; train first (python train.py config/...) or pass --out_dir of a finished run")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a cut-off one has no central directory
+        raise SystemExit(f"checkpoint '{path}' is truncated or corrupt (not a complete torch zip archive); "
+                         "delete it and resume from an older copy, or train again")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise SystemExit(f"checkpoint '{path}' is unreadable ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
                          "it is corrupt or not a nanoRINS checkpoint")
-    missing = {"model", "model_args", "iter_num"} - set(ckpt) if isinstance(ckpt, dict) else {"model"}
+    missing = {"model", "model_args", "iter_num", *need} - set(ckpt) if isinstance(ckpt, dict) else {"model"}
     if missing:
-        raise SystemExit(f"checkpoint '{path}' lacks {', '.join(sorted(missing))}; it is not a nanoRINS checkpoint")
+        raise SystemExit(f"checkpoint '{path}' lacks {', '.join(sorted(missing))}; it is not a complete nanoRINS checkpoint")
     return ckpt
 
 

@@ -9,14 +9,15 @@ wrong type are refused with one line naming the key and what is allowed.
 import ast
 
 
-def _coerce(key: str, value, default, source: str):
+def _coerce(key: str, value, default, source: str, prog: str):
     """Accept `value` for `key` only if it has the default's type (ints are fine for floats)."""
     expected = type(default)
     if expected is float and type(value) is int:
         return float(value)
     if type(value) is not expected:
-        raise SystemExit(f"config error: {key}={value!r} from {source} is a {type(value).__name__}, "
-                         f"but {key} must be a {expected.__name__} (default {default!r})")
+        hint = "; write True or False" if expected is bool else ""
+        raise SystemExit(f"{prog}: {key}={value!r} from {source} is of type {type(value).__name__}, "
+                         f"but {key} must be of type {expected.__name__} (default {default!r}){hint}")
     return value
 
 
@@ -52,6 +53,6 @@ def configure(defaults: dict, argv: list[str], prog: str) -> dict:
         for key, (value, source) in updates.items():
             if key not in keys:
                 raise SystemExit(f"{prog}: unknown config key '{key}' in {source}; allowed keys: {allowed}")
-            value = _coerce(key, value, keys[key], source)
+            value = _coerce(key, value, keys[key], source, prog)
             defaults[key] = changed[key] = value
     return changed

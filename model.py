@@ -12,7 +12,7 @@ is keyed.
 import itertools
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn as nn
@@ -253,7 +253,7 @@ class Recursion(nn.Module):
         pre, unit, post = parse_signature(cfg.signature, n_layer)
         self.recursive = bool(unit)
         n_letters = len(set(pre + unit + post))
-        self.weights = [int(w) for w in cfg.partition.split(":")] if cfg.partition else [1] * n_letters
+        self.weights = [int(w) if w.isdigit() else 0 for w in cfg.partition.split(":")] if cfg.partition else [1] * n_letters
         if len(self.weights) != n_letters or min(self.weights) < 1:
             raise ValueError(f"partition '{cfg.partition}' must give one positive integer per letter ({n_letters} letters), e.g. "
                              + ":".join(["1"] * n_letters))
@@ -267,6 +267,7 @@ class Recursion(nn.Module):
         self.pre, self.unit, self.post = (self._expand(part, 0, n_layer, cfg.degree) for part in self.letters)
         self.max_rounds = {"fixed": cfg.r, "binomial": cfg.r, "poisson": 4 * cfg.r}[cfg.round_sampler]  # poisson: Huginn-style cap
         self.inject = nn.Linear(2 * n_embd, n_embd, bias=False) if cfg.injection == "concat" else None
+        self.round_probs = self._round_distribution()  # {rounds: probability} in training
         n_adapters = self.max_rounds if cfg.adapter != "none" else 0
         self.adapters = nn.ModuleList(Adapter(n_embd, cfg.adapter_rank) for _ in range(n_adapters))
 
@@ -311,7 +312,7 @@ class Recursion(nn.Module):
         return f"{self.cfg.signature} (r={r}, degree {self.cfg.degree}): {text}  [{n} applications, {n / self.n_layer:.2f}x of {self.n_layer} layers]"
 
     # --- stochastic rounds ---
-    def round_probs(self) -> dict[int, float]:
+    def _round_distribution(self) -> dict[int, float]:
         """Distribution of training rounds. binomial: 1 + Binomial(r-1, 1-p) (stochastic RINS);
         poisson: 1 + Poisson(lambda), lambda ~ LogNormal(ln(r-1) - s^2/2, s), s = 0.5, capped at 4r
         (Geiping et al.), so the mean is r; its mixture is integrated on lambda quantiles."""
@@ -332,7 +333,7 @@ class Recursion(nn.Module):
 
     def sample_rounds(self, generator: torch.Generator) -> int:
         """One draw per optimizer step, from a generator no data sampling or dropout touches."""
-        probs = self.round_probs()
+        probs = self.round_probs
         i = torch.multinomial(torch.tensor(list(probs.values())), 1, generator=generator).item()
         return list(probs)[i]
 
@@ -380,8 +381,8 @@ class Recursion(nn.Module):
         (linears) + 4*T*d (q.k^T and att.v over the *full* T x T square: causal masking is not
         halved, as the math SDPA kernel computes it). Training triples the forward except in rounds
         run without grad (truncated backprop), which cost the forward only. With sampled rounds the
-        count is the expectation over round_probs()."""
-        probs = self.round_probs() if train and r is None else {self.rounds(r): 1.0}
+        count is the expectation over round_probs."""
+        probs = self.round_probs if train and r is None else {self.rounds(r): 1.0}
         apply = 2 * block_matmuls + 4 * seq_len * n_embd
         adapter = 2 * sum(linear_weights(a) for a in self.adapters[:1])
         inject = 2 * linear_weights(self.inject) if self.inject is not None else 0
@@ -393,6 +394,45 @@ class Recursion(nn.Module):
             fwd_grad += adapter if self.cfg.adapter == "per_count" else 0
             total += p * ((3 if train else 1) * fwd_grad + no_grad * round_cost)
         return total
+
+
+# -----------------------------------------------------------------------------
+# What every model shares: init order, parameter counts, the optimizer
+
+
+class RecursiveModel(nn.Module):
+    def _build_recursion(self, config: RecursionConfig) -> None:
+        """Init every module, then build the plan: recursion's extras come last, so they never shift the blocks' init."""
+        for m in self.modules():
+            init_weights(m, config.n_layer)
+        self.recursion = Recursion(config, config.n_layer, config.n_embd)
+        for m in self.recursion.modules():
+            init_weights(m, config.n_layer)
+
+    @property
+    def plan(self) -> list[int]:
+        return self.recursion.plan()
+
+    def get_num_params(self, non_embedding: bool = True) -> int:
+        """Parameters of the baseline architecture (identical for every signature; recursion's extras are
+        `get_num_extra_params`), by default without learned position tables (`is_position`)."""
+        n = sum(p.numel() for p in self.parameters()) - self.get_num_extra_params()
+        if non_embedding:
+            n -= sum(m.weight.numel() for m in self.modules() if getattr(m, "is_position", False))
+        return n
+
+    def get_num_extra_params(self) -> int:
+        return sum(p.numel() for m in self.modules() if isinstance(m, Recursion) for p in m.parameters())
+
+    def configure_optimizers(self, weight_decay: float, learning_rate: float, betas, device_type: str):
+        params = [p for p in self.parameters() if p.requires_grad]
+        decay = [p for p in params if p.dim() >= 2]  # matmul weights and embeddings; not norms, biases or scalars
+        no_decay = [p for p in params if p.dim() < 2]
+        print(f"decayed tensors: {len(decay)} ({sum(p.numel() for p in decay):,} params), "
+              f"non-decayed: {len(no_decay)} ({sum(p.numel() for p in no_decay):,} params)")
+        groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        fused = device_type == "cuda"  # one kernel for all tensors; CPU keeps the reference foreach path
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused)
 
 
 # -----------------------------------------------------------------------------
@@ -410,7 +450,7 @@ class GPTConfig(RecursionConfig):
     bias: bool = False
 
 
-class GPT(nn.Module):
+class GPT(RecursiveModel):
     def __init__(self, config: GPTConfig):
         super().__init__()
         assert config.vocab_size is not None and config.block_size is not None
@@ -427,28 +467,11 @@ class GPT(nn.Module):
         ))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.transformer.wte.weight = self.lm_head.weight  # tied: https://paperswithcode.com/method/weight-tying
-        for m in self.modules():
-            init_weights(m, config.n_layer)
-        # Built and initialised after the blocks, so recursion's extras never shift their random init.
-        self.recursion = Recursion(config, config.n_layer, config.n_embd)
-        for m in self.recursion.modules():
-            init_weights(m, config.n_layer)
+        self.transformer.wpe.is_position = True
+        self._build_recursion(config)
 
-    @property
-    def plan(self) -> list[int]:
-        return self.recursion.plan()
-
-    def get_num_params(self, non_embedding: bool = True) -> int:
-        """Parameters of the baseline architecture (identical for every signature); recursion's extras
-        (adapters, injection) are `get_num_extra_params`. Position embeddings are excluded by default;
-        the token embedding is the tied head, so it stays."""
-        n = sum(p.numel() for p in self.parameters()) - self.get_num_extra_params()
-        return n - self.transformer.wpe.weight.numel() if non_embedding else n
-
-    def get_num_extra_params(self) -> int:
-        return sum(p.numel() for p in self.recursion.parameters())
-
-    def forward(self, idx, targets=None, r: int | None = None, caches: list[KVCache] | None = None, states: list | None = None):
+    def encode(self, idx, r: int | None = None, caches: list[KVCache] | None = None, states: list | None = None):
+        """Token ids (B, T) -> final-norm hidden states (B, T, C): the LM's and the text tower's features."""
         B, T = idx.size()
         start = len(caches[0]) if caches else 0
         if start + T > self.config.block_size:
@@ -456,7 +479,10 @@ class GPT(nn.Module):
         pos = torch.arange(start, start + T, dtype=torch.long, device=idx.device)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
         x = self.recursion(x, self.transformer.h, r, caches, states)
-        x = self.transformer.ln_f(x)
+        return self.transformer.ln_f(x)
+
+    def forward(self, idx, targets=None, r: int | None = None, caches: list[KVCache] | None = None, states: list | None = None):
+        x = self.encode(idx, r, caches, states)
         if targets is None:  # inference: only the last position's logits are needed
             return self.lm_head(x[:, [-1], :]), None
         logits = self.lm_head(x)
@@ -469,16 +495,6 @@ class GPT(nn.Module):
         c = self.config
         stack = self.recursion.flops_per_token(linear_weights(self.transformer.h[0]), c.n_embd, c.block_size, train, r)
         return stack + (6 if train else 2) * c.vocab_size * c.n_embd
-
-    def configure_optimizers(self, weight_decay: float, learning_rate: float, betas, device_type: str):
-        params = [p for p in self.parameters() if p.requires_grad]
-        decay = [p for p in params if p.dim() >= 2]  # matmul weights and embeddings; not norms or biases
-        no_decay = [p for p in params if p.dim() < 2]
-        print(f"decayed tensors: {len(decay)} ({sum(p.numel() for p in decay):,} params), "
-              f"non-decayed: {len(no_decay)} ({sum(p.numel() for p in no_decay):,} params)")
-        groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        fused = device_type == "cuda"  # one kernel for all tensors; CPU keeps the reference foreach path
-        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused)
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
@@ -503,3 +519,132 @@ class GPT(nn.Module):
                 idx_next = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)
             idx = torch.cat((idx, idx_next), dim=1)
         return idx
+
+
+# -----------------------------------------------------------------------------
+# Vision: a ViT (RINS's negative control) and a SigLIP-style two-tower model (where RINS helps)
+
+
+@dataclass
+class ViTConfig(RecursionConfig):
+    image_size: int = 28
+    patch_size: int = 7
+    channels: int = 1
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 64
+    dropout: float = 0.0
+    bias: bool = False
+    num_classes: int = 10  # head outputs: classes, or in SigLIP's image tower the embedding width
+
+
+def sincos_2d(h: int, w: int, dim: int) -> torch.Tensor:
+    """Fixed 2-D sin-cos positions (simple_vit): dim/4 frequencies each for sin x, cos x, sin y, cos y."""
+    omega = 1.0 / 10000 ** (torch.arange(dim // 4) / max(dim // 4 - 1, 1))
+    y, x = (t.flatten()[:, None] * omega for t in torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij"))  # (h*w, dim/4)
+    return torch.cat((x.sin(), x.cos(), y.sin(), y.cos()), dim=1)  # (h*w, dim)
+
+
+class ViT(RecursiveModel):
+    """simple_vit along a plan: patch Linear + fixed 2-D sin-cos positions, non-causal blocks, norm, mean pool, head."""
+
+    def __init__(self, config: ViTConfig):
+        super().__init__()
+        c = self.config = config
+        if c.image_size % c.patch_size or c.n_embd % c.n_head or c.n_embd % 4:
+            raise ValueError(f"need patch_size | image_size, n_head | n_embd and 4 | n_embd (got {c.patch_size}, {c.image_size}, {c.n_head}, {c.n_embd})")
+        grid = c.image_size // c.patch_size
+        self.n_patches = grid * grid
+        self.patch_embed = nn.Linear(c.channels * c.patch_size ** 2, c.n_embd, bias=c.bias)
+        self.register_buffer("pos", sincos_2d(grid, grid, c.n_embd), persistent=False)  # not learned, not saved
+        self.h = nn.ModuleList([Block(c.n_embd, c.n_head, c.dropout, c.bias, causal=False) for _ in range(c.n_layer)])
+        self.ln_f = LayerNorm(c.n_embd, c.bias)
+        self.head = nn.Linear(c.n_embd, c.num_classes, bias=c.bias)
+        self._build_recursion(c)
+
+    def encode(self, images, r: int | None = None, states: list | None = None):  # (B, C, H, W) -> (B, n_embd)
+        (B, C, H, W), p = images.shape, self.config.patch_size
+        x = images.view(B, C, H // p, p, W // p, p).permute(0, 2, 4, 3, 5, 1)  # (B, H/p, W/p, p, p, C)
+        x = self.patch_embed(x.reshape(B, self.n_patches, p * p * C)) + self.pos  # (B, N, n_embd)
+        return self.ln_f(self.recursion(x, self.h, r, None, states)).mean(dim=1)  # (B, n_embd)
+
+    def forward(self, images, targets=None, r: int | None = None, states: list | None = None):
+        logits = self.head(self.encode(images, r, states))  # (B, num_classes)
+        return logits, None if targets is None else F.cross_entropy(logits, targets)
+
+    def flops_per_token(self, train: bool = True, r: int | None = None) -> float:
+        """Model FLOPs per *patch*: the plan's blocks at T = patches, the patch embedding (4 per weight to
+        train: pixels need no gradient) and the head, run once per image, divided by the patches."""
+        stack = self.recursion.flops_per_token(linear_weights(self.h[0]), self.config.n_embd, self.n_patches, train, r)
+        embed = (4 if train else 2) * linear_weights(self.patch_embed)
+        return stack + embed + (6 if train else 2) * linear_weights(self.head) / self.n_patches
+
+
+@dataclass
+class SigLIPConfig(ViTConfig):
+    """The image tower is ViTConfig's; the text tower is a causal GPT of the same shape over caption words."""
+    num_classes: int = 64  # the shared embedding width (the image tower's head is its projection)
+    vocab_size: int = 64  # caption words; id 0 is <pad>
+    text_len: int = 12  # caption tokens, padded at the end
+    rins_tower: str = "image"  # where the recursion fields apply: 'image' | 'text' | 'both'; other towers run AB
+
+
+def sigmoid_loss(z_img: torch.Tensor, z_txt: torch.Tensor, t_prime: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """SigLIP: logits = exp(t') z_img z_txt^T + b for n pairs (L2-normalised rows), label +1 on the
+    diagonal and -1 off it, loss = -(1/n) sum_ij log sigmoid(label_ij * logit_ij)."""
+    logits = t_prime.exp() * z_img @ z_txt.T + b  # (n, n)
+    labels = 2 * torch.eye(len(logits), device=logits.device) - 1
+    return logits, -F.logsigmoid(labels * logits).sum() / len(logits)
+
+
+class SigLIP(RecursiveModel):
+    """Two towers trained with the sigmoid loss (Zhai et al. 2023), recursion in one tower or both.
+    Text: causal attention, pooled at each caption's last word, which trailing <pad>s cannot reach."""
+
+    def __init__(self, config: SigLIPConfig):
+        super().__init__()
+        c = self.config = config
+        if c.rins_tower not in ("image", "text", "both"):
+            raise ValueError(f"rins_tower='{c.rins_tower}' is not one of image, text, both")
+
+        def tower(cls, recursive: bool, **kw):  # the tower's fields from ours; a plain tower gets the default AB
+            return cls(**{f.name: getattr(c, f.name) for f in fields(cls) if hasattr(c, f.name)} | kw
+                       | ({} if recursive else asdict(RecursionConfig())))
+        self.image = ViT(tower(ViTConfig, c.rins_tower != "text"))
+        self.text = GPT(tower(GPTConfig, c.rins_tower != "image", block_size=c.text_len))
+        self.text_proj = nn.Linear(c.n_embd, c.num_classes, bias=False)
+        init_weights(self.text_proj, c.n_layer)
+        self.t_prime, self.b = nn.Parameter(torch.tensor(math.log(10.0))), nn.Parameter(torch.tensor(-10.0))  # t = exp(t') = 10
+
+    @property
+    def recursion(self) -> Recursion:  # the recursive tower's plan (if both recurse they share one config)
+        return self.text.recursion if self.config.rins_tower == "text" else self.image.recursion
+
+    def _r(self, tower: str, r: int | None):  # an inference-depth override reaches recursive towers only
+        return r if self.config.rins_tower in (tower, "both") else None
+
+    def encode_image(self, images, r: int | None = None):
+        return F.normalize(self.image(images, r=self._r("image", r))[0], dim=-1)  # (B, D)
+
+    def encode_text(self, tokens, r: int | None = None):
+        x = self.text.encode(tokens, r=self._r("text", r))  # (B, T, C)
+        last = (tokens != 0).sum(1) - 1  # each caption's last word
+        return F.normalize(self.text_proj(x[torch.arange(len(x)), last]), dim=-1)  # (B, D)
+
+    def forward(self, images, tokens, r: int | None = None):
+        return sigmoid_loss(self.encode_image(images, r), self.encode_text(tokens, r), self.t_prime, self.b)
+
+    @torch.no_grad()
+    def zero_shot(self, images, prompts, r: int | None = None):
+        """Class per image: the nearest renormalised mean of each class's prompt embeddings (CLIP's ensemble)."""
+        text = self.encode_text(prompts.flatten(0, 1), r).unflatten(0, prompts.shape[:2])  # (K, P, D)
+        classes = F.normalize(text.mean(1), dim=-1)  # (K, D)
+        return (self.encode_image(images, r) @ classes.T).argmax(1)
+
+    def flops_per_token(self, train: bool = True, r: int | None = None) -> float:
+        """FLOPs per token of a pair (patches + words): the image tower (ViT's count), the text blocks at T = text_len,
+        the text projection once per caption. Not counted: the n x n similarity (6*n*D per pair to train, < 0.5%)."""
+        c, img, h = self.config, self.image, self.text.transformer.h
+        text = self.text.recursion.flops_per_token(linear_weights(h[0]), c.n_embd, c.text_len, train, self._r("text", r))
+        pair = img.n_patches * img.flops_per_token(train, self._r("image", r)) + c.text_len * text
+        return (pair + (6 if train else 2) * linear_weights(self.text_proj)) / (img.n_patches + c.text_len)

@@ -34,10 +34,14 @@ configure(globals(), sys.argv[1:], "sample.py")
 if num_samples < 1 or max_new_tokens < 0 or temperature < 0 or top_k < 1 or r < 0:
     raise SystemExit(f"sample.py: need num_samples >= 1, max_new_tokens >= 0, temperature >= 0, top_k >= 1, r >= 0 "
                      f"(got {num_samples}, {max_new_tokens}, {temperature}, {top_k}, {r})")
+try:
+    torch.empty(0, device=device)
+except (RuntimeError, AssertionError) as e:
+    raise SystemExit(f"sample.py: device='{device}' is not usable here ({str(e).splitlines()[0][:80]}); use cpu, cuda, cuda:N or mps")
 torch.manual_seed(seed)
 
 ckpt_path = os.path.join(out_dir, "ckpt.pt")
-ckpt = load_checkpoint(ckpt_path)
+ckpt = load_checkpoint(ckpt_path, need=("config",))  # config names the data set, hence the tokenizer
 try:
     model = GPT(GPTConfig(**ckpt["model_args"]))
 except (TypeError, ValueError) as e:
@@ -56,10 +60,20 @@ try:
         encode, decode = load_tokenizer(json.load(f))
 except FileNotFoundError:
     raise SystemExit(f"sample.py: the tokenizer description {meta_path} is missing; run prepare.py {ckpt['config']['dataset']} again")
+except (ValueError, KeyError, TypeError) as e:  # invalid JSON or a meta.json without the tokenizer's fields
+    raise SystemExit(f"sample.py: {meta_path} is not a valid tokenizer description ({type(e).__name__}: {e}); "
+                     f"run prepare.py {ckpt['config']['dataset']} again")
 if start.startswith("FILE:"):
-    with open(start[5:], encoding="utf-8") as f:
-        start = f.read()
-ids = encode(start)
+    try:
+        with open(start[5:], encoding="utf-8") as f:
+            start = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise SystemExit(f"sample.py: cannot read the prompt file '{start[5:]}' ({e}); give --start=FILE:path to a UTF-8 text file")
+try:
+    ids = encode(start)
+except KeyError as e:  # a character-level vocabulary has no entry for it
+    raise SystemExit(f"sample.py: the start prompt contains {e.args[0]!r}, which is not in the training data's vocabulary; "
+                     "use only characters the model has seen")
 if not ids:
     raise SystemExit("sample.py: the start prompt encodes to no tokens; give at least one character")
 x = torch.tensor(ids, dtype=torch.long, device=device)[None, ...]
