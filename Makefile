@@ -16,7 +16,7 @@ test: .venv/.installed
 
 demo: .venv/.installed
 	$(PY) prepare.py shakespeare_char
-	$(PY) compare.py config/shakespeare_baseline.py config/shakespeare_rins.py --out runs/demo
+	$(PY) compare.py config/shakespeare_baseline.py config/shakespeare_rins.py --budgets 2.5e13 --out runs/demo
 	$(PY) sample.py --out_dir=runs/demo/shakespeare_rins/b2.5e13_s0 --num_samples=1 --max_new_tokens=200
 
 clean:
