@@ -47,6 +47,7 @@ from scipy import optimize, stats
 import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt
+from matplotlib import ticker
 
 # the trainer command; tests swap in a fake trainer
 TRAIN = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'train.py')]
@@ -228,6 +229,11 @@ def figure(n_rows, n_cols):
     return fig, axes
 
 def save(fig, path):
+    for ax in fig.axes:  # log axes: label 1-2-5 ticks, no minor labels (they collide on spans of 1-2 decades)
+        for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
+            if scale == 'log':
+                axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+                axis.set_minor_formatter(ticker.NullFormatter())
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -239,7 +245,7 @@ def plot_curves(runs, metrics, xkey, color, path):
         seen = set()
         for (label, _), rs in groups(runs).items():
             # seeds share eval iters; an unfinished seed just stops contributing
-            iters = sorted({i for r in rs for i, e in r['evals'].items() if m in e})
+            iters = sorted({i for r in rs for i, e in r['evals'].items() if m in e and i > 0})  # log x: no iter 0
             pts = [[r['evals'][i] for r in rs if m in r['evals'].get(i, {})] for i in iters]
             if not pts:
                 continue
@@ -295,7 +301,7 @@ def plot_r_eval(done, metrics, color, baseline, path):
                 mu, h = zip(*[mean_ci([r['final'][m + '_r'][k] for r in rs]) for k in ks])
                 ax.errorbar([int(k) for k in ks], mu, yerr=np.nan_to_num(h), color=color[label],
                             marker='o', capsize=3, label=label)
-            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+            ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
             ax.set(xlabel='r_eval (inference rounds)', ylabel=f"final {METRICS[m]}",
                    title=f"budget {fmt_budget(b)}" if b else 'no FLOP budget')
             ax.legend()
