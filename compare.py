@@ -362,8 +362,8 @@ def results_table(done, metrics, baseline, fit_name, fits):
             row.append('-' if not v else f"{mu:.4f}" if np.isnan(h) else f"{mu:.4f} ± {h:.4f}")
         base = g.get((baseline, budget), [])
         a, b = [r['final'][metrics[0]] for r in rs], [r['final'][metrics[0]] for r in base]
-        p = stats.ttest_ind(a, b, equal_var=False).pvalue if len(a) > 1 and len(b) > 1 else np.nan
-        row.append('-' if label == baseline or not b else f"{np.mean(a) - np.mean(b):+.4f} ({p:.2g})")
+        p = f"{stats.ttest_ind(a, b, equal_var=False).pvalue:.2g}" if len(a) > 1 and len(b) > 1 else "one seed: no p"
+        row.append('-' if label == baseline or not b else f"{np.mean(a) - np.mean(b):+.4f} ({p})")
         tokens, flops = np.mean([r['final']['tokens'] for r in rs]), np.mean([r['final']['flops'] for r in rs])
         row += [f"{tokens:.3g}", f"{flops:.3g}" + (f" ({100 * flops / budget:.1f}%)" if budget else '')]
         for k in ('1', 'r_train'):
