@@ -338,7 +338,8 @@ n_params, n_extra = raw_model.get_num_params(), raw_model.get_num_extra_params()
 log_path = os.path.join(out_dir, "log.jsonl")
 if master:
     plan_text = recursion.describe() + (f", in the {rins_tower} tower(s)" if task == "siglip" and recursion.recursive else "")
-    rows = [("device", f"{device_name} ({dtype}, {world_size} process{'es' if world_size > 1 else ''})"),
+    rows = [("overrides", ", ".join(f"{k}={v!r}" for k, v in overridden.items()) or "none (train.py defaults)"),
+            ("device", f"{device_name} ({dtype}, {world_size} process{'es' if world_size > 1 else ''})"),
             ("plan", plan_text),
             ("parameters", f"{n_params:,} non-embedding-position" + (f" + {n_extra:,} recursion extras "
                                                                     f"({100 * n_extra / n_params:.2f}%)" if n_extra else "")),
@@ -351,8 +352,7 @@ if master:
     print("\n".join(f"{k:>20}: {v}" for k, v in rows))
     if recursion.cfg.round_sampler != "fixed":
         print(f"{'training rounds':>20}: " + ", ".join(f"P({k})={p:.3f}" for k, p in recursion.round_probs.items() if p > 5e-4))
-    if dry_run:
-        sys.exit(0)
+if master and not dry_run:
     try:
         os.makedirs(out_dir, exist_ok=True)
         with open(log_path, "a"):
@@ -415,7 +415,7 @@ def gather_rng() -> list:
     return states
 
 
-if dry_run:
+if dry_run:  # every rank stops here, before anything is written
     sys.exit(0)
 # --- the loop ---
 start = time.time()
