@@ -229,6 +229,9 @@ def figure(n_rows, n_cols):
     return fig, axes
 
 def save(fig, path):
+    for ax in fig.axes:  # many variants: legend beside the plot, not over the data
+        if ax.get_legend() and len(ax.get_legend().get_texts()) > 6:
+            ax.legend(fontsize='small', loc='upper left', bbox_to_anchor=(1.01, 1))
     for ax in fig.axes:  # log axes: label 1-2-5 ticks, no minor labels (they collide on spans of 1-2 decades)
         for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
             if scale == 'log':
@@ -255,7 +258,7 @@ def plot_curves(runs, metrics, xkey, color, path):
             ax.fill_between(x, [min(v) for v in y], [max(v) for v in y], color=color[label], alpha=0.2)
             seen.add(label)
         ax.set(xscale='log', xlabel='training FLOPs' if xkey == 'flops' else 'tokens', ylabel=METRICS[m])
-        ax.legend()
+        ax.legend(fontsize='small')
     save(fig, path)
 
 def plot_final(done, metrics, color, path):
@@ -267,14 +270,14 @@ def plot_final(done, metrics, color, path):
             if not v:
                 continue
             x = budget or np.mean([r['final']['flops'] for r in rs])
-            x *= 1.04 ** (labels.index(label) - (len(labels) - 1) / 2)  # dodge variants sideways
+            x *= 1.15 ** ((labels.index(label) - (len(labels) - 1) / 2) / len(labels))  # dodge sideways, within +-7%
             mu, h = mean_ci(v)
             ax.scatter([x] * len(v), v, color=color[label], s=12, alpha=0.6)
             ax.errorbar(x, mu, yerr=0 if np.isnan(h) else h, color=color[label], marker='o', capsize=4)
         for label in labels:
             ax.plot([], [], color=color[label], marker='o', label=label)
         ax.set(xscale='log', xlabel='FLOP budget', ylabel=f"final {METRICS[m]} (mean ± 95% CI)")
-        ax.legend()
+        ax.legend(fontsize='small')
     save(fig, path)
 
 def plot_r_eval(done, metrics, color, baseline, path):
@@ -304,7 +307,7 @@ def plot_r_eval(done, metrics, color, baseline, path):
             ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
             ax.set(xlabel='r_eval (inference rounds)', ylabel=f"final {METRICS[m]}",
                    title=f"budget {fmt_budget(b)}" if b else 'no FLOP budget')
-            ax.legend()
+            ax.legend(fontsize='small')
     save(fig, path)
 
 def fit_target(done):
@@ -343,7 +346,7 @@ def fit_all(done, color, n_boot, seed, plots_dir):
             ax.plot(ext, power_law(fit, ext), color=color[label], ls='--')  # extrapolation
         ax.set(xscale='log', xlabel='training FLOPs' if axis == 'flops' else 'tokens', ylabel=f"final {name}",
                title=f"f = β·(x/{x0:.3g})^(-c) + ε")
-        ax.legend()
+        ax.legend(fontsize='small')
         save(fig, os.path.join(plots_dir, f"scaling_fit_{axis}.png"))
     return name, fits
 
@@ -386,7 +389,8 @@ def analyse(dirs, plots_dir, labels=None, baseline=None, n_boot=1000, seed=0):
         raise SystemExit("compare.py: no log.jsonl with eval lines found; run the sweep first or check --out/--runs")
     os.makedirs(plots_dir, exist_ok=True)
     variants = sorted({r['label'] for r in runs})
-    color = {l: plt.cm.tab10(i % 10) for i, l in enumerate(variants)}
+    cmap = plt.cm.tab10 if len(variants) <= 10 else plt.cm.tab20  # one colour per variant
+    color = {l: cmap(i % cmap.N) for i, l in enumerate(variants)}
     metrics = [m for m in METRICS if any(m in e for r in runs for e in r['evals'].values())]
     for xkey in ('flops', 'tokens'):
         plot_curves(runs, metrics, xkey, color, os.path.join(plots_dir, f"loss_vs_{xkey}.png"))
