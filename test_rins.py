@@ -11,7 +11,6 @@ import math
 import os
 import random
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -1242,12 +1241,6 @@ def test_bad_input_is_one_clear_line(bad_results, case):
 # 6. torchrun on CPU
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_torchrun_two_processes_match_one_process(tmp_path, data):
     """torchrun --nproc_per_node=2 (gloo) with batch_size=2 against one process with batch_size=4:
     the same global batches, so the same losses (to float rounding) and the same FLOPs; both ranks
@@ -1261,7 +1254,7 @@ def test_torchrun_two_processes_match_one_process(tmp_path, data):
     path.write_text(HARNESS)
     env = ENV | {"REPO": HERE, "HARNESS_MODE": "record"}
     ddp = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
-                            "--master_addr=127.0.0.1", f"--master_port={free_port()}", "--", str(path), "train.py", *common,
+                            "--standalone", "--", str(path), "train.py", *common,
                             "--batch_size=2", f"--out_dir={tmp_path / 'out_ddp'}"], cwd=HERE, text=True,
                            env=env | {"HARNESS_OUT": str(hooks["ddp"])}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     single = subprocess.run([sys.executable, str(path), "train.py", *common, "--batch_size=4",
