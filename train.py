@@ -181,7 +181,9 @@ if task == "lm":
         y = torch.from_numpy(np.stack([data[i + 1:i + 1 + block_size] for i in ix]).astype(np.int64))
         return to_device(x, y)
 
-    tokens = {split: load_tokens(split) for split in ("train", "val")}
+    # test.bin (english, english_char) is scored once, at the end; val alone guides choices such as the learning rate
+    splits = ("train", "val", "test") if os.path.isfile(os.path.join(data_path, "test.bin")) else ("train", "val")
+    tokens = {split: load_tokens(split) for split in splits}
 
 else:  # --- image tasks: uint8 images and labels from prepare.py; siglip draws fresh captions per batch ---
     try:
@@ -303,6 +305,8 @@ if ddp:
 val_gen = torch.Generator().manual_seed(20250211)  # the same validation windows in every run and every eval
 if task == "lm":
     val_batches = [get_batch("val", val_gen) for _ in range(eval_iters)]
+    test_gen = torch.Generator().manual_seed(20250212)  # its own stream: adding a test split moves no val window
+    test_batches = [get_batch("test", test_gen) for _ in range(eval_iters)] if "test" in tokens else None
 else:  # the first eval_iters * batch_size val images in order (all 10,000 at 40 x 250), with their labels
     val_batches = [(*get_batch("val", val_gen, ix), torch.from_numpy(arrays["val_labels"][ix.numpy()].astype(np.int64)).to(device))
                    for ix in torch.arange(min(eval_iters * batch_size, len(arrays["val_images"]))).split(batch_size)]
@@ -311,15 +315,16 @@ depths = sorted({train_depth, *eval_r}) if recursion.recursive else [None]
 
 
 @torch.no_grad()
-def estimate_val_loss() -> tuple[dict, dict]:
-    """Mean validation loss over the fixed batches, at every evaluated depth (under DDP: over all ranks' slices),
-    and for image tasks the accuracy at every depth (every rank scores the same images)."""
+def estimate_val_loss(batches=None) -> tuple[dict, dict]:
+    """Mean loss over the fixed validation (or given) batches, at every evaluated depth (under DDP: over all ranks'
+    slices), and for image tasks the accuracy at every depth (every rank scores the same images)."""
     raw_model.eval()
     out, accs = {}, {}
     for depth in depths:
         with autocast:
             if task == "lm":
-                out[depth] = sum(raw_model(x, y, r=depth)[1].item() for x, y in val_batches) / len(val_batches)
+                batches = batches or val_batches
+                out[depth] = sum(raw_model(x, y, r=depth)[1].item() for x, y in batches) / len(batches)
             else:
                 out[depth], accs[depth] = score_images(depth)
     raw_model.train()
@@ -364,15 +369,20 @@ if master and not dry_run:
                             "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__},
                             "n_params": n_params, "n_extra_params": n_extra, "plan": plan_text,
                             "flops_per_token": flops_per_token, "tokens_per_iter": tokens_per_iter, "max_iters": max_iters,
-                            "flop_budget": flop_budget or None, "resumed_from": iter_num if init_from == "resume" else None}) + "\n")
+                            "flop_budget": flop_budget or None, "resumed_from": iter_num if init_from == "resume" else None,
+                            "train_tokens": len(tokens["train"]) if task == "lm" else None}) + "\n")
 
 
-def log_eval(event: str, losses: dict, lr: float, train_loss: float | None, ms_per_iter: float, elapsed: float, accs: dict):
+def log_eval(event: str, losses: dict, lr: float, train_loss: float | None, ms_per_iter: float, elapsed: float, accs: dict,
+             grads: dict, test: dict | None):
     record = {"event": event, "iter": iter_num, "tokens": iter_num * tokens_per_iter, "flops": flops_done, "lr": lr,
               "train_loss": train_loss, "val_loss": losses[train_depth],
-              "ms_per_iter": ms_per_iter, "elapsed_s": elapsed}
+              "ms_per_iter": ms_per_iter, "elapsed_s": elapsed} | grads
     if recursion.recursive:
         record["val_loss_r"] = {str(d): v for d, v in losses.items()}
+    if test:
+        record["test_loss"] = test[train_depth]
+        record |= {"test_loss_r": {str(d): v for d, v in test.items()}} if recursion.recursive else {}
     if accs:  # image tasks
         name = "val_acc" if task == "vit" else "zeroshot_acc"
         record[name] = accs[train_depth]
@@ -422,6 +432,7 @@ start = time.time()
 skip_eval = init_from == "resume"  # the checkpoint was written right after this iteration's eval
 saved_iter = iter_num if init_from == "resume" else None  # the iteration ckpt.pt holds
 loss_sum, loss_count, t_log, it_log = 0.0, 0, time.time(), iter_num
+grad_norms = []  # pre-clip global gradient norms since the last eval: shared blocks sum their applications' gradients
 ms_per_iter, lr = 0.0, get_lr(iter_num)
 peak = peak_flops(device_name, dtype)
 while True:
@@ -436,11 +447,18 @@ while True:
         if not all(math.isfinite(v) for v in losses.values()):
             fail(f"validation loss is not finite at iter {iter_num} ({losses}); stopping. "
                  f"{last_good()}; lower learning_rate and resume with --init_from=resume")
+        test = estimate_val_loss(test_batches)[0] if last and task == "lm" and test_batches else None
+        grads = {"grad_norm": sum(grad_norms) / len(grad_norms), "grad_norm_max": max(grad_norms),
+                 "clip_frac": sum(g > grad_clip for g in grad_norms) / len(grad_norms) if grad_clip > 0 else 0.0} if grad_norms else {}
+        grad_norms = []
         if master:
-            record = log_eval("done" if last else "eval", losses, lr, train_loss, ms_per_iter, time.time() - start, accs)
+            record = log_eval("done" if last else "eval", losses, lr, train_loss, ms_per_iter, time.time() - start, accs,
+                              grads, test)
             shown = ", ".join(f"r={k} {v:.4f}" for k, v in record.get("val_loss_r", {}).items())
             print(f"eval iter {iter_num}: val loss {record['val_loss']:.4f}" + (f" ({shown})" if shown else "")
                   + (f", train loss {train_loss:.4f}" if train_loss else "") + f", {flops_done:.3g} FLOPs"
+                  + (f", test loss {record['test_loss']:.4f}" if "test_loss" in record else "")
+                  + (f", grad norm {grads['grad_norm']:.3f} ({100 * grads['clip_frac']:.0f}% clipped)" if grads else "")
                   + (", accuracy " + ", ".join(f"r={k} {v:.4f}" if k else f"{v:.4f}" for k, v in accs.items()) if accs else ""))
             best_val_loss = min(best_val_loss, record["val_loss"])
         t_log, it_log = time.time(), iter_num  # keep eval time out of ms/iter
@@ -463,9 +481,11 @@ while True:
     if not math.isfinite(loss_sum):
         fail(f"training loss is not finite at iter {iter_num}; stopping before it spreads. "
              f"{last_good()}; lower learning_rate and resume with --init_from=resume")
+    scaler.unscale_(optimizer)  # a no-op unless float16's loss scaling is on
     if grad_clip > 0:
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(raw_model.parameters(), grad_clip)
+        grad_norms.append(torch.nn.utils.clip_grad_norm_(raw_model.parameters(), grad_clip).item())
+    else:
+        grad_norms.append(torch.nn.utils.get_total_norm([p.grad for p in raw_model.parameters() if p.grad is not None]).item())
     scaler.step(optimizer)
     scaler.update()
     optimizer.zero_grad(set_to_none=True)

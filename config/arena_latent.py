@@ -1,0 +1,24 @@
+# Arena latent recurrent depth (Geiping et al. 2025): prelude layer 0, core 1-2 iterated 1 + Poisson(LogNormal)
+# times (mean r=2), coda layer 3; concat injection W [state, prelude], noise first state, backprop through 2 rounds.
+# Model S of the character-level arena: 4 layers, d=64, context 128, batch 32 (~0.2M non-embedding
+# parameters; the 96-symbol head is ~2% of the training FLOPs). Data: python prepare.py english_char.
+# python train.py config/arena_latent.py --flop_budget=1.25e13
+out_dir = "out/arena_latent"
+dataset = "english_char"
+n_layer = 4
+n_head = 4
+n_embd = 64
+block_size = 128
+batch_size = 32
+learning_rate = 2e-3
+min_lr = 2e-4
+eval_interval = 200
+eval_iters = 20
+signature = "AB^rC"
+partition = "1:2:1"
+r = 2
+round_sampler = "poisson"
+injection = "concat"
+state_init = "noise"
+bptt_rounds = 2
+eval_r = [1, 3, 4]

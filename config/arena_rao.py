@@ -1,0 +1,18 @@
+# Arena RAO (AB)^2: the whole stack twice (MobileLLM's repeat-all-over; 8 applications, 2x the compute).
+# Model S of the character-level arena: 4 layers, d=64, context 128, batch 32 (~0.2M non-embedding
+# parameters; the 96-symbol head is ~2% of the training FLOPs). Data: python prepare.py english_char.
+# python train.py config/arena_rao.py --flop_budget=1.25e13
+out_dir = "out/arena_rao"
+dataset = "english_char"
+n_layer = 4
+n_head = 4
+n_embd = 64
+block_size = 128
+batch_size = 32
+learning_rate = 2e-3
+min_lr = 2e-4
+eval_interval = 200
+eval_iters = 20
+signature = "(AB)^r"
+r = 2
+eval_r = [1, 3]
