@@ -66,7 +66,8 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def block_grad_norms(model: GPT) -> list[float]:
     """L2 norm of each physical block's gradient; autograd already summed a shared block's applications."""
-    return [sum(p.grad.pow(2).sum() for p in b.parameters() if p.grad is not None).sqrt().item() for b in model.transformer.h]
+    return [sum(p.grad.pow(2).sum() for p in block.parameters() if p.grad is not None).sqrt().item()
+            for block in model.transformer.h]
 
 
 def diagnose(model: GPT, batches: list, r: int | None = None) -> dict:
@@ -94,7 +95,8 @@ def diagnose(model: GPT, batches: list, r: int | None = None) -> dict:
     grads = np.array(block_grad_norms(model))
     model.zero_grad(set_to_none=True)
     k = len(batches)
-    return {"apps": apps, "lens": lens / k, "norm": norm / k, "cos_app": cos_app / k, "cos_round": np.where(later, cos_round / k, np.nan),
+    return {"apps": apps, "lens": lens / k, "norm": norm / k, "cos_app": cos_app / k,
+            "cos_round": np.where(later, cos_round / k, np.nan),
             "loss": loss_sum / k, "grad": grads, "share": grads ** 2 / (grads ** 2).sum()}
 
 
@@ -102,10 +104,12 @@ def tables(model: GPT, d: dict) -> str:
     fmt = lambda v: "-" if np.isnan(v) else f"{v:.4f}"
     rows = ["| step | block | round | lens loss | RMS norm | cos to previous step | cos to previous round |",
             "|---:|---:|---|---:|---:|---:|---:|"]
-    rows += [f"| {t + 1} | {i} | {name} | {d['lens'][t]:.4f} | {d['norm'][t]:.3f} | {d['cos_app'][t]:.4f} | {fmt(d['cos_round'][t])} |"
+    rows += [f"| {t + 1} | {i} | {name} | {d['lens'][t]:.4f} | {d['norm'][t]:.3f} | {d['cos_app'][t]:.4f} | "
+             f"{fmt(d['cos_round'][t])} |"
              for t, (i, name) in enumerate(d["apps"])]
     runs = [sum(i == j for i, _ in d["apps"]) for j in range(model.config.n_layer)]
-    rows += ["", "| block | letter | applications | gradient norm | share of squared gradient norm |", "|---:|---|---:|---:|---:|"]
+    rows += ["", "| block | letter | applications | gradient norm | share of squared gradient norm |",
+             "|---:|---|---:|---:|---:|"]
     rows += [f"| {j} | {letter} | {runs[j]} | {d['grad'][j]:.4g} | {d['share'][j]:.3f} |"
              for j, letter in enumerate(block_letters(model.config))]
     return "\n".join(rows)
@@ -138,8 +142,10 @@ def plot(model: GPT, d: dict, r: int | None, title: str, path: str):
     ax = axes[1, 1]
     letters = block_letters(model.config)
     runs = [sum(i == j for i, _ in apps) for j in range(model.config.n_layer)]
-    ax.bar(range(len(runs)), d["share"], color=["tab:gray" if k == 1 else "tab:blue" for k in runs], edgecolor="black", lw=0.5)
-    ax.set_xticks(range(len(runs)), [f"{j} {letter}\n×{k}" for j, (letter, k) in enumerate(zip(letters, runs))], fontsize=7)
+    ax.bar(range(len(runs)), d["share"], color=["tab:gray" if k == 1 else "tab:blue" for k in runs], edgecolor="black",
+           lw=0.5)
+    ax.set_xticks(range(len(runs)), [f"{j} {letter}\n×{k}" for j, (letter, k) in enumerate(zip(letters, runs))],
+                  fontsize=7)
     ax.set_title("share of the squared gradient norm per block (blue: shared)", fontsize=10)
     ax.set_xlabel("physical block, letter, applications", fontsize=8)
     fig.suptitle(title, fontsize=11)
@@ -165,9 +171,11 @@ def val_batches(ckpt: dict, data_dir: str | None, n: int, batch_size: int | None
 
 
 def main(argv: list[str]):
-    p = argparse.ArgumentParser(prog="diagnose.py", description="Per-application diagnostics of a trained LM (see the module docstring).")
+    p = argparse.ArgumentParser(prog="diagnose.py", description="Per plan application of a trained LM: logit-lens "
+                                "loss, RMS norm, cosine to the previous step and round; per block: gradient share. "
+                                "Writes out_dir/diagnose_r<r>.{md,png}.")
     p.error = lambda msg: sys.exit(f"diagnose.py: {msg}; see python diagnose.py --help")  # one line, not usage + error
-    p.add_argument("--out_dir", required=True, help="run directory holding ckpt.pt (from train.py); outputs go here too")
+    p.add_argument("--out_dir", required=True, help="run directory with ckpt.pt (from train.py); outputs go here too")
     p.add_argument("--r", type=int, help="rounds to run (default: the trained r)")
     p.add_argument("--batches", type=int, default=8, help="validation batches (default 8)")
     p.add_argument("--batch_size", type=int, help="sequences per batch (default: the run's batch_size)")
@@ -180,7 +188,8 @@ def main(argv: list[str]):
     ckpt = load_checkpoint(path, need=("config",))
     task = ckpt["config"].get("task", "lm")
     if task != "lm":
-        sys.exit(f"diagnose.py: {path} is a task='{task}' checkpoint; only language-model checkpoints (task='lm') are supported")
+        sys.exit(f"diagnose.py: {path} is a task='{task}' checkpoint; only language-model checkpoints (task='lm') "
+                 "are supported")
     model = GPT(GPTConfig(**ckpt["model_args"]))
     load_model_state(model, ckpt["model"], path)
     try:
@@ -188,10 +197,12 @@ def main(argv: list[str]):
     except ValueError as e:
         sys.exit(f"diagnose.py: {e}")
     model.to(args.device)
-    batches = [(x.to(args.device), y.to(args.device)) for x, y in val_batches(ckpt, args.data_dir, args.batches, args.batch_size)]
+    batches = [(x.to(args.device), y.to(args.device))
+               for x, y in val_batches(ckpt, args.data_dir, args.batches, args.batch_size)]
     d = diagnose(model, batches, args.r)
     r = args.r or model.config.r
-    head = f"{text}\n{len(batches)} val batches of {tuple(batches[0][0].shape)} tokens, checkpoint iter {ckpt['iter_num']}, loss {d['loss']:.4f}"
+    head = (f"{text}\n{len(batches)} val batches of {tuple(batches[0][0].shape)} tokens, "
+            f"checkpoint iter {ckpt['iter_num']}, loss {d['loss']:.4f}")
     table = tables(model, d)
     print(head + "\n\n" + table)
     stem = os.path.join(args.out_dir, f"diagnose_r{r}")

@@ -26,7 +26,8 @@ LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 # signature, family, extra config; drawn with n_layer=4, r=3 so each round is short and three of them are visible
 GALLERY = [("AB", "baseline", {}), ("A^rB", "RINS", {}), ("(AB)^r", "RAO (repeat all over)", {}),
            ("AB^r", "late-half recursion", {}), ("blockwise", "MobileLLM block-wise sharing", {}),
-           ("reverse", "MobileLLM reverse sharing", {}), ("AB^rC", "latent recurrence, partition 1:2:1", {"partition": "1:2:1"})]
+           ("reverse", "MobileLLM reverse sharing", {}),
+           ("AB^rC", "latent recurrence, partition 1:2:1", {"partition": "1:2:1"})]
 ROUND_COLOURS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:olive", "tab:cyan", "tab:pink", "tab:brown"]
 
 
@@ -80,7 +81,8 @@ def summary(model, r: int | None = None) -> str:
     fwd, train = model.flops_per_token(train=False, r=r), model.flops_per_token(train=True, r=r)
     extra = model.get_num_extra_params()
     return (f"FLOPs/token: {fwd / 1e6:.2f} M forward, {train / 1e6:.2f} M to train (every application and the head)\n"
-            f"parameters: {model.get_num_params():,} (without position table)" + (f" + {extra:,} recursion extras" if extra else ""))
+            f"parameters: {model.get_num_params():,} (without position table)"
+            + (f" + {extra:,} recursion extras" if extra else ""))
 
 
 def draw(ax, model, r: int | None = None, title: str = "", columns: int = 0):
@@ -97,12 +99,14 @@ def draw(ax, model, r: int | None = None, title: str = "", columns: int = 0):
     t = 0
     for name, layers in segments(model, r):  # a band above each segment, a faint rule between segments
         ax.add_patch(Rectangle((t - 0.45, 0.55), len(layers) - 0.1, 0.4, facecolor=colour(name), alpha=0.85))
-        ax.text(t + (len(layers) - 1) / 2, 0.75, name, ha="center", va="center", fontsize=7.5, color="white", weight="bold")
+        ax.text(t + (len(layers) - 1) / 2, 0.75, name, ha="center", va="center", fontsize=7.5, color="white",
+                weight="bold")
         if t:
             ax.plot([t - 0.5, t - 0.5], [0.5, -L + 0.5], color="gray", lw=0.6, ls=":", zorder=0)
         t += len(layers)
     for t, (i, name) in enumerate(apps):
-        ax.add_patch(Rectangle((t - w / 2, -i - h / 2), w, h, facecolor=colour(name), edgecolor="black", lw=0.6, zorder=2))
+        ax.add_patch(Rectangle((t - w / 2, -i - h / 2), w, h, facecolor=colour(name), edgecolor="black", lw=0.6,
+                               zorder=2))
         ax.text(t, -i, str(t + 1), ha="center", va="center", fontsize=8, color="white", weight="bold", zorder=3)
         if t:  # from the previous application's right edge to this one's left edge: always one column to the right
             j = apps[t - 1][0]
@@ -128,7 +132,8 @@ def title_of(model, head: str) -> str:
 
 
 def gallery(shape: dict, out: str):
-    models = [(build(sig, 3 if "^r" in sig else 1, 4, **shape, **kw), f"{sig}: {family}") for sig, family, kw in GALLERY]
+    models = [(build(sig, 3 if "^r" in sig else 1, 4, **shape, **kw), f"{sig}: {family}")
+              for sig, family, kw in GALLERY]
     columns = max(len(applications(m)) for m, _ in models)
     fig, axes = plt.subplots(4, 2, figsize=(2 * 0.62 * (columns + 3.4), 4 * 0.62 * 6.2))
     for ax, (model, head) in zip(axes.flat, models):
@@ -153,7 +158,8 @@ def gallery(shape: dict, out: str):
 
 
 def main(argv: list[str]):
-    p = argparse.ArgumentParser(prog="plan.py", description="Print and draw an execution plan (see the module docstring).")
+    p = argparse.ArgumentParser(prog="plan.py", description="Print an execution plan with its FLOPs/token and "
+                                "parameters and draw it: rows are physical blocks, columns are applications in order.")
     p.error = lambda msg: sys.exit(f"plan.py: {msg}; see python plan.py --help")  # one line, not usage + error
     p.add_argument("signature", nargs="?", help="AB, A^rB, (AB)^r, AB^r, AB^rC, blockwise, reverse, ...")
     p.add_argument("--r", type=int, help="rounds of the '^r' unit (default 3 if the signature has '^r', else 1)")
@@ -163,8 +169,9 @@ def main(argv: list[str]):
     p.add_argument("--n_embd", type=int, default=256, help="width, for FLOPs and params (default 256)")
     p.add_argument("--n_head", type=int, default=4, help="attention heads (default 4)")
     p.add_argument("--block_size", type=int, default=256, help="context length, for FLOPs (default 256)")
-    p.add_argument("--vocab_size", type=int, default=50304, help="vocabulary, for the head (default 50304, GPT-2 padded)")
-    p.add_argument("--gallery", action="store_true", help="draw AB, A^rB, (AB)^r, AB^r, blockwise, reverse, AB^rC in one figure")
+    p.add_argument("--vocab_size", type=int, default=50304, help="vocabulary, for the head (default 50304)")
+    p.add_argument("--gallery", action="store_true",
+                   help="draw AB, A^rB, (AB)^r, AB^r, blockwise, reverse, AB^rC in one figure")
     p.add_argument("--out", default="plan.png", help="PNG to write (default plan.png)")
     args = p.parse_args(argv)
     shape = dict(n_embd=args.n_embd, n_head=args.n_head, block_size=args.block_size, vocab_size=args.vocab_size)
@@ -181,7 +188,8 @@ def main(argv: list[str]):
     print(summary(model))
     N = len(applications(model))
     fig, ax = plt.subplots(figsize=(0.62 * (N + 3.4), 0.62 * (args.n_layer + 2.6)))
-    head = args.signature + (f", degree {args.degree}" if args.degree > 1 else "") + (f", partition {args.partition}" if args.partition else "")
+    head = (args.signature + (f", degree {args.degree}" if args.degree > 1 else "")
+            + (f", partition {args.partition}" if args.partition else ""))
     draw(ax, model, title=title_of(model, f"{head}, r={r}"))
     fig.tight_layout()
     fig.savefig(args.out, dpi=110)
