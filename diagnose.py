@@ -1,0 +1,216 @@
+"""
+Look inside a trained language model, one plan application at a time.
+
+    python diagnose.py --out_dir=out/rins_small            # at the trained depth
+    python diagnose.py --out_dir=out/rins_small --r=4 --batches=8
+
+On fixed validation batches (the first windows train.py scores) it measures after every application:
+the logit-lens loss (ln_f and the head applied to the stream there: what the plan has achieved so far),
+the stream's RMS norm, and its cosine similarity to the previous application and to the same point of
+the unit one round earlier (near 1: the extra round hardly changes anything). Per physical block it gives
+the share of the gradient (one gradient of the mean loss; a shared block sums its applications').
+Writes out_dir/diagnose_r<r>.png and out_dir/diagnose_r<r>.md and prints the table.
+"""
+
+import argparse
+import os
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from checkpoint import load_checkpoint, load_model_state
+from model import GPT, GPTConfig
+from plan import applications, block_letters, colour, plan_of, segments
+
+
+def streams(model: GPT, x, y, r: int | None = None) -> tuple[list, list, torch.Tensor]:
+    """Run the model once; return the stream entering the first application, each application's output
+    (forward hooks on the blocks: every call is one application, in plan order), its block index, and the loss."""
+    states, blocks = [], []
+
+    def hook(block, args, output):
+        if not states:
+            states.append(args[0])
+        states.append(output)
+        blocks.append(index[block])
+
+    index = {block: i for i, block in enumerate(model.transformer.h)}
+    handles = [block.register_forward_hook(hook) for block in model.transformer.h]
+    try:
+        _, loss = model(x, y, r=r)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return states, blocks, loss
+
+
+def lens_loss(model: GPT, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Loss of the model's own final norm and head read off an intermediate stream (the logit lens)."""
+    logits = model.lm_head(model.transformer.ln_f(h))  # (B, T, V)
+    return F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=-1)
+
+
+def rms(h: torch.Tensor) -> torch.Tensor:
+    return h.pow(2).mean(-1).sqrt().mean()  # per token over channels, then averaged over tokens
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return F.cosine_similarity(a, b, dim=-1).mean()  # per token, averaged over tokens
+
+
+def block_grad_norms(model: GPT) -> list[float]:
+    """L2 norm of each physical block's gradient; autograd already summed a shared block's applications."""
+    return [sum(p.grad.pow(2).sum() for p in block.parameters() if p.grad is not None).sqrt().item()
+            for block in model.transformer.h]
+
+
+def diagnose(model: GPT, batches: list, r: int | None = None) -> dict:
+    """Per application: lens loss, RMS norm, cosine to the previous application and to one round earlier;
+    per block: gradient norm and its share of all blocks' squared gradient norm. Averages over batches."""
+    apps = applications(model, r)
+    unit = len(plan_of(model).unit)
+    later = [name.startswith("round ") and name != "round 1" for _, name in apps]  # has a previous round
+    n = len(apps)
+    lens, norm, cos_app, cos_round, loss_sum = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), 0.0
+    model.eval()
+    model.zero_grad(set_to_none=True)
+    for x, y in batches:
+        states, _, loss = streams(model, x, y, r)
+        (loss / len(batches)).backward()  # gradients accumulate to those of the mean loss
+        loss_sum += loss.item()
+        with torch.no_grad():
+            for t in range(n):
+                h = states[t + 1]  # states[0] is the stream entering the first application
+                lens[t] += lens_loss(model, h, y).item()
+                norm[t] += rms(h).item()
+                cos_app[t] += cosine(h, states[t]).item()
+                if later[t]:
+                    cos_round[t] += cosine(h, states[t + 1 - unit]).item()
+    grads = np.array(block_grad_norms(model))
+    model.zero_grad(set_to_none=True)
+    k = len(batches)
+    return {"apps": apps, "lens": lens / k, "norm": norm / k, "cos_app": cos_app / k,
+            "cos_round": np.where(later, cos_round / k, np.nan),
+            "loss": loss_sum / k, "grad": grads, "share": grads ** 2 / (grads ** 2).sum()}
+
+
+def tables(model: GPT, d: dict) -> str:
+    fmt = lambda v: "-" if np.isnan(v) else f"{v:.4f}"
+    rows = ["| step | block | round | lens loss | RMS norm | cos to previous step | cos to previous round |",
+            "|---:|---:|---|---:|---:|---:|---:|"]
+    rows += [f"| {t + 1} | {i} | {name} | {d['lens'][t]:.4f} | {d['norm'][t]:.3f} | {d['cos_app'][t]:.4f} | "
+             f"{fmt(d['cos_round'][t])} |"
+             for t, (i, name) in enumerate(d["apps"])]
+    runs = [sum(i == j for i, _ in d["apps"]) for j in range(model.config.n_layer)]
+    rows += ["", "| block | letter | applications | gradient norm | share of squared gradient norm |",
+             "|---:|---|---:|---:|---:|"]
+    rows += [f"| {j} | {letter} | {runs[j]} | {d['grad'][j]:.4g} | {d['share'][j]:.3f} |"
+             for j, letter in enumerate(block_letters(model.config))]
+    return "\n".join(rows)
+
+
+def plot(model: GPT, d: dict, r: int | None, title: str, path: str):
+    apps, x = d["apps"], np.arange(1, len(d["apps"]) + 1)
+    dots = [colour(name) for _, name in apps]
+    fig, axes = plt.subplots(2, 2, figsize=(max(10, 0.55 * len(apps) + 4), 7.5))
+    panels = [(axes[0, 0], "logit-lens loss after each step", [("lens", "lens loss")]),
+              (axes[0, 1], "RMS norm of the residual stream", [("norm", "RMS norm")]),
+              (axes[1, 0], "cosine similarity of the stream", [("cos_app", "to the previous step"),
+                                                                 ("cos_round", "to the same step one round earlier")])]
+    for ax, name, series in panels:
+        t = 1
+        for seg, layers in segments(model, r):  # shade each part of the plan in its plan.py colour
+            ax.axvspan(t - 0.5, t + len(layers) - 0.5, color=colour(seg), alpha=0.12, lw=0)
+            ax.text(t + (len(layers) - 1) / 2, 1.01, seg, transform=ax.get_xaxis_transform(), ha="center", va="bottom",
+                    fontsize=7, color=colour(seg), weight="bold")
+            t += len(layers)
+        for (key, label), style in zip(series, ("-", "--")):
+            ax.plot(x, d[key], style, color="black", lw=1, label=label, zorder=1)
+            ax.scatter(x, d[key], c=dots, s=28, zorder=2, edgecolors="black", linewidths=0.4)
+        if name.startswith("logit"):
+            ax.axhline(d["loss"], color="gray", ls="--", lw=1, label=f"model loss {d['loss']:.3f}")
+        ax.set_xticks(x, [f"{t}\nb{i}" for t, (i, _) in zip(x, apps)], fontsize=7)
+        ax.set_title(name, fontsize=10, pad=14)
+        ax.set_xlabel("step (application) and its block", fontsize=8)
+        ax.legend(fontsize=7)
+    ax = axes[1, 1]
+    letters = block_letters(model.config)
+    runs = [sum(i == j for i, _ in apps) for j in range(model.config.n_layer)]
+    ax.bar(range(len(runs)), d["share"], color=["tab:gray" if k == 1 else "tab:blue" for k in runs], edgecolor="black",
+           lw=0.5)
+    ax.set_xticks(range(len(runs)), [f"{j} {letter}\n×{k}" for j, (letter, k) in enumerate(zip(letters, runs))],
+                  fontsize=7)
+    ax.set_title("share of the squared gradient norm per block (blue: shared)", fontsize=10)
+    ax.set_xlabel("physical block, letter, applications", fontsize=8)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def val_batches(ckpt: dict, data_dir: str | None, n: int, batch_size: int | None) -> list:
+    """The first n of train.py's fixed validation batches (same generator seed, same window draw)."""
+    cfg, block_size = ckpt["config"], ckpt["model_args"]["block_size"]
+    path = os.path.join(data_dir or cfg.get("data_dir", "data"), cfg["dataset"], "val.bin")
+    if not os.path.isfile(path):
+        sys.exit(f"diagnose.py: {path} is missing; prepare the dataset ({cfg['dataset']}) or pass --data_dir")
+    data = np.memmap(path, dtype=np.uint16, mode="r")
+    gen, B = torch.Generator().manual_seed(20250211), batch_size or cfg["batch_size"]
+    batches = []
+    for _ in range(n):
+        ix = torch.randint(len(data) - block_size, (B,), generator=gen).tolist()
+        x = torch.from_numpy(np.stack([data[i:i + block_size] for i in ix]).astype(np.int64))
+        y = torch.from_numpy(np.stack([data[i + 1:i + 1 + block_size] for i in ix]).astype(np.int64))
+        batches.append((x, y))
+    return batches
+
+
+def main(argv: list[str]):
+    p = argparse.ArgumentParser(prog="diagnose.py", description="Per plan application of a trained LM: logit-lens "
+                                "loss, RMS norm, cosine to the previous step and round; per block: gradient share. "
+                                "Writes out_dir/diagnose_r<r>.{md,png}.")
+    p.error = lambda msg: sys.exit(f"diagnose.py: {msg}; see python diagnose.py --help")  # one line, not usage + error
+    p.add_argument("--out_dir", required=True, help="run directory with ckpt.pt (from train.py); outputs go here too")
+    p.add_argument("--r", type=int, help="rounds to run (default: the trained r)")
+    p.add_argument("--batches", type=int, default=8, help="validation batches (default 8)")
+    p.add_argument("--batch_size", type=int, help="sequences per batch (default: the run's batch_size)")
+    p.add_argument("--data_dir", help="where <dataset>/val.bin lives (default: the run's data_dir)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, ... (default cpu)")
+    args = p.parse_args(argv)
+    if args.batches < 1 or (args.batch_size is not None and args.batch_size < 1):
+        p.error(f"need batches >= 1 and batch_size >= 1 (got {args.batches}, {args.batch_size})")
+    path = os.path.join(args.out_dir, "ckpt.pt")
+    ckpt = load_checkpoint(path, need=("config",))
+    task = ckpt["config"].get("task", "lm")
+    if task != "lm":
+        sys.exit(f"diagnose.py: {path} is a task='{task}' checkpoint; only language-model checkpoints (task='lm') "
+                 "are supported")
+    model = GPT(GPTConfig(**ckpt["model_args"]))
+    load_model_state(model, ckpt["model"], path)
+    try:
+        text = plan_of(model).describe(args.r)
+    except ValueError as e:
+        sys.exit(f"diagnose.py: {e}")
+    model.to(args.device)
+    batches = [(x.to(args.device), y.to(args.device))
+               for x, y in val_batches(ckpt, args.data_dir, args.batches, args.batch_size)]
+    d = diagnose(model, batches, args.r)
+    r = args.r or model.config.r
+    head = (f"{text}\n{len(batches)} val batches of {tuple(batches[0][0].shape)} tokens, "
+            f"checkpoint iter {ckpt['iter_num']}, loss {d['loss']:.4f}")
+    table = tables(model, d)
+    print(head + "\n\n" + table)
+    stem = os.path.join(args.out_dir, f"diagnose_r{r}")
+    with open(stem + ".md", "w") as f:
+        f.write(f"# diagnose.py --out_dir={args.out_dir} --r={r} --batches={args.batches}\n\n{head}\n\n{table}\n")
+    plot(model, d, args.r, head, stem + ".png")
+    print(f"wrote {stem}.md and {stem}.png")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,200 @@
+"""
+Draw an execution plan: which physical block runs at each step, round by round.
+
+    python plan.py 'A^rB' --r=3 --n_layer=8 --out=plan.png
+    python plan.py 'AB^rC' --partition=1:2:1 --r=2 --n_embd=384
+    python plan.py --gallery --out=assets/plans.png      # the families side by side
+
+In the figure rows are physical blocks (modules with their own weights) and columns are applications in
+execution order, so a row holding several boxes is one block run again with the same weights. Colours mark
+the prelude, each round of the '^r' unit and the coda; the title gives FLOPs per token and parameters.
+"""
+
+import argparse
+import itertools
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt
+from matplotlib.patches import FancyArrowPatch, Patch, Rectangle
+
+from model import GPT, GPTConfig
+
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+# signature, family, extra config; drawn with n_layer=4, r=3 so each round is short and three of them are visible
+GALLERY = [("AB", "baseline", {}), ("A^rB", "RINS", {}), ("(AB)^r", "RAO (repeat all over)", {}),
+           ("AB^r", "late-half recursion", {}), ("blockwise", "MobileLLM block-wise sharing", {}),
+           ("reverse", "MobileLLM reverse sharing", {}),
+           ("AB^rC", "latent recurrence, partition 1:2:1", {"partition": "1:2:1"})]
+ROUND_COLOURS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:olive", "tab:cyan", "tab:pink", "tab:brown"]
+
+
+def plan_of(model):
+    """The model's execution plan (.pre, .unit, .post, .recursive, .describe(r)); every tool reads it through here."""
+    return model.recursion  # TODO(lead): model.plan after the refactor
+
+
+def segments(model, r: int | None = None) -> list[tuple[str, list[int]]]:
+    """The plan as named runs of physical block indices: prelude, round 1..r of the unit, coda."""
+    plan = plan_of(model)
+    plan.describe(r)  # checks an r override against the plan (one-line ValueError)
+    if not plan.recursive:
+        return [("single pass", plan.pre)]
+    rounds = [(f"round {k + 1}", plan.unit) for k in range(model.config.r if r is None else r)]
+    return [(name, layers) for name, layers in [("prelude", plan.pre), *rounds, ("coda", plan.post)] if layers]
+
+
+def applications(model, r: int | None = None) -> list[tuple[int, str]]:
+    """(physical block, segment name) for each application, in execution order."""
+    return [(i, name) for name, layers in segments(model, r) for i in layers]
+
+
+def colour(segment: str) -> str:
+    if segment.startswith("round "):
+        return ROUND_COLOURS[(int(segment.split()[1]) - 1) % len(ROUND_COLOURS)]
+    return {"prelude": "tab:gray", "coda": "tab:purple", "single pass": "tab:gray"}[segment]
+
+
+def block_letters(config) -> list[str]:
+    """Each physical block's letter; at degree d > 1 the letters of every nesting level ('AB' = B inside A)."""
+    if config.signature in ("blockwise", "reverse"):
+        return list(LETTERS[:config.n_layer])
+    n_letters = len(set(filter(str.isupper, config.signature)))
+    weights = [int(w) for w in config.partition.split(":")] if config.partition else [1] * n_letters
+    names = [""] * config.n_layer
+
+    def split(lo: int, hi: int, degree: int):  # the same slicing as the model's plan builder
+        bounds = [lo + (hi - lo) // sum(weights) * w for w in itertools.accumulate(weights, initial=0)]
+        for letter, a, b in zip(LETTERS, bounds, bounds[1:]):
+            for i in range(a, b):
+                names[i] += letter
+            if degree > 1:
+                split(a, b, degree - 1)
+
+    split(0, config.n_layer, config.degree)
+    return names
+
+
+def summary(model, r: int | None = None) -> str:
+    fwd, train = model.flops_per_token(train=False, r=r), model.flops_per_token(train=True, r=r)
+    extra = model.get_num_extra_params()
+    return (f"FLOPs/token: {fwd / 1e6:.2f} M forward, {train / 1e6:.2f} M to train (every application and the head)\n"
+            f"parameters: {model.get_num_params():,} (without position table)"
+            + (f" + {extra:,} recursion extras" if extra else ""))
+
+
+def draw(ax, model, r: int | None = None, title: str = "", columns: int = 0):
+    """Rows = physical blocks, columns = applications; `columns` fixes the x extent so several panels share a scale."""
+    apps, names = applications(model, r), block_letters(model.config)
+    L, N = model.config.n_layer, len(apps)
+    w, h = 0.7, 0.62  # application box size (column and row pitch are 1)
+    runs = [sum(j == i for j, _ in apps) for i in range(L)]
+    for i, name in enumerate(names):  # the physical blocks with how often each runs, and their lanes
+        ax.add_patch(Rectangle((-2.75, -i - h / 2), 1.9, h, facecolor="whitesmoke", edgecolor="black", lw=1))
+        ax.text(-1.8, -i, f"block {i}  {name}" + (f"  ×{runs[i]}" if runs[i] > 1 else ""), ha="center", va="center",
+                fontsize=8)
+        ax.plot([-0.75, N - 0.3], [-i, -i], color="lightgray", lw=0.8, zorder=0)
+    t = 0
+    for name, layers in segments(model, r):  # a band above each segment, a faint rule between segments
+        ax.add_patch(Rectangle((t - 0.45, 0.55), len(layers) - 0.1, 0.4, facecolor=colour(name), alpha=0.85))
+        ax.text(t + (len(layers) - 1) / 2, 0.75, name, ha="center", va="center", fontsize=7.5, color="white",
+                weight="bold")
+        if t:
+            ax.plot([t - 0.5, t - 0.5], [0.5, -L + 0.5], color="gray", lw=0.6, ls=":", zorder=0)
+        t += len(layers)
+    for t, (i, name) in enumerate(apps):
+        ax.add_patch(Rectangle((t - w / 2, -i - h / 2), w, h, facecolor=colour(name), edgecolor="black", lw=0.6,
+                               zorder=2))
+        ax.text(t, -i, str(t + 1), ha="center", va="center", fontsize=8, color="white", weight="bold", zorder=3)
+        if t:  # from the previous application's right edge to this one's left edge: always one column to the right
+            j = apps[t - 1][0]
+            ax.add_patch(FancyArrowPatch((t - 1 + w / 2, -j), (t - w / 2, -i), arrowstyle="-|>", mutation_scale=8,
+                                         color="black", lw=0.8, shrinkA=0, shrinkB=0, zorder=1))
+    ax.set_xlim(-2.85, max(columns, N) - 0.4)
+    ax.set_ylim(-L + 0.4, 1.05)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.set_title(title, fontsize=9, loc="left")
+
+
+def build(signature: str, r: int, n_layer: int, n_embd: int = 256, n_head: int = 4, block_size: int = 256,
+          vocab_size: int = 50304, degree: int = 1, partition: str = "") -> GPT:
+    return GPT(GPTConfig(signature=signature, r=r, n_layer=n_layer, n_embd=n_embd, n_head=n_head, block_size=block_size,
+                         vocab_size=vocab_size, degree=degree, partition=partition))
+
+
+def title_of(model, head: str) -> str:
+    N = len(applications(model))
+    return (f"{head}\n{N} applications of {model.config.n_layer} blocks, "
+            f"{model.flops_per_token(train=False) / 1e6:.1f} MFLOPs/token, {model.get_num_params() / 1e6:.2f} M params")
+
+
+def gallery(shape: dict, out: str):
+    models = [(build(sig, 3 if "^r" in sig else 1, 4, **shape, **kw), f"{sig}: {family}")
+              for sig, family, kw in GALLERY]
+    columns = max(len(applications(m)) for m, _ in models)
+    fig, axes = plt.subplots(4, 2, figsize=(2 * 0.62 * (columns + 3.4), 4 * 0.62 * 6.2))
+    for ax, (model, head) in zip(axes.flat, models):
+        print(plan_of(model).describe())
+        draw(ax, model, title=title_of(model, head), columns=columns)
+    legend = axes.flat[-1]
+    legend.axis("off")
+    handles = [Patch(color=colour(s), label=s) for s in ("prelude", "round 1", "round 2", "round 3", "coda")]
+    handles[0].set_label("prelude, or single pass (no '^r')")
+    legend.legend(handles=handles, loc="upper left", fontsize=9, frameon=False, title="colour: part of the plan",
+                  title_fontsize=9, alignment="left")
+    legend.text(0.5, 0.98, "rows: physical blocks, each with its own weights\n"
+                "columns: applications in execution order (= compute)\n"
+                "several boxes in one row (×k): the same block runs again\n"
+                f"n_layer=4, r=3; FLOPs/token at n_embd={shape['n_embd']}, block_size={shape['block_size']}, "
+                f"vocab_size={shape['vocab_size']}",
+                transform=legend.transAxes, fontsize=9, va="top", linespacing=1.6)
+    fig.suptitle("Execution plans over the same physical blocks", fontsize=12)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    print(f"wrote {out}")
+
+
+def main(argv: list[str]):
+    p = argparse.ArgumentParser(prog="plan.py", description="Print an execution plan with its FLOPs/token and "
+                                "parameters and draw it: rows are physical blocks, columns are applications in order.")
+    p.error = lambda msg: sys.exit(f"plan.py: {msg}; see python plan.py --help")  # one line, not usage + error
+    p.add_argument("signature", nargs="?", help="AB, A^rB, (AB)^r, AB^r, AB^rC, blockwise, reverse, ...")
+    p.add_argument("--r", type=int, help="rounds of the '^r' unit (default 3 if the signature has '^r', else 1)")
+    p.add_argument("--n_layer", type=int, default=8, help="physical blocks (default 8)")
+    p.add_argument("--degree", type=int, default=1, help="fractal substitution depth (default 1)")
+    p.add_argument("--partition", default="", help="letter sizes, e.g. 1:2:1 (default: equal slices)")
+    p.add_argument("--n_embd", type=int, default=256, help="width, for FLOPs and params (default 256)")
+    p.add_argument("--n_head", type=int, default=4, help="attention heads (default 4)")
+    p.add_argument("--block_size", type=int, default=256, help="context length, for FLOPs (default 256)")
+    p.add_argument("--vocab_size", type=int, default=50304, help="vocabulary, for the head (default 50304)")
+    p.add_argument("--gallery", action="store_true",
+                   help="draw AB, A^rB, (AB)^r, AB^r, blockwise, reverse, AB^rC in one figure")
+    p.add_argument("--out", default="plan.png", help="PNG to write (default plan.png)")
+    args = p.parse_args(argv)
+    shape = dict(n_embd=args.n_embd, n_head=args.n_head, block_size=args.block_size, vocab_size=args.vocab_size)
+    try:
+        if args.gallery:
+            return gallery(shape, args.out)
+        if args.signature is None:
+            p.error("give a signature such as 'A^rB', or --gallery")
+        r = args.r if args.r is not None else 3 if "^r" in args.signature else 1
+        model = build(args.signature, r, args.n_layer, **shape, degree=args.degree, partition=args.partition)
+    except ValueError as e:
+        sys.exit(f"plan.py: {e}")
+    print(plan_of(model).describe())
+    print(summary(model))
+    N = len(applications(model))
+    fig, ax = plt.subplots(figsize=(0.62 * (N + 3.4), 0.62 * (args.n_layer + 2.6)))
+    head = (args.signature + (f", degree {args.degree}" if args.degree > 1 else "")
+            + (f", partition {args.partition}" if args.partition else ""))
+    draw(ax, model, title=title_of(model, f"{head}, r={r}"))
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=110)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

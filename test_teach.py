@@ -1,0 +1,197 @@
+"""
+Tests of the teaching tools: plan.py (draws a plan) and diagnose.py (per-application diagnostics).
+
+    HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 python -m pytest test_teach.py -v
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import diagnose
+import plan
+from checkpoint import save_checkpoint
+from model import GPT, GPTConfig
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TINY = dict(n_layer=4, n_head=2, n_embd=32, block_size=16, vocab_size=64)
+SIGNATURES = {"rins": dict(signature="A^rB", r=2), "rao": dict(signature="(AB)^r", r=3), "base": {},
+              "latent": dict(signature="AB^rC", partition="1:2:1", r=2), "reverse": dict(signature="reverse")}
+
+
+def tiny_gpt(seed=0, **kw):
+    torch.manual_seed(seed)
+    return GPT(GPTConfig(**(TINY | kw)))
+
+
+def batches(n=2, seed=0, B=3, T=16, V=64):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randint(V, (B, T), generator=g), torch.randint(V, (B, T), generator=g)) for _ in range(n)]
+
+
+def run(script, *args):
+    return subprocess.run([sys.executable, script, *map(str, args)], cwd=HERE, capture_output=True, text=True,
+                          timeout=300)
+
+
+def png(path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+# -----------------------------------------------------------------------------
+# diagnose.py on models built here
+
+
+@pytest.mark.parametrize("name", SIGNATURES)
+def test_lens_after_the_last_application_is_the_model_loss(name):
+    model = tiny_gpt(**SIGNATURES[name]).eval()
+    (x, y), = batches(1)
+    states, _, loss = diagnose.streams(model, x, y)
+    assert torch.allclose(diagnose.lens_loss(model, states[-1], y), loss, rtol=0, atol=1e-6)
+    assert not torch.allclose(diagnose.lens_loss(model, states[-2], y), loss, rtol=0, atol=1e-6)  # the lens can tell
+
+
+@pytest.mark.parametrize("name,r", [("rins", None), ("rins", 3), ("rao", None), ("latent", 1), ("reverse", None)])
+def test_one_hooked_state_per_application_in_plan_order(name, r):
+    model = tiny_gpt(**SIGNATURES[name])
+    (x, y), = batches(1)
+    states, blocks, _ = diagnose.streams(model, x, y, r)
+    apps = plan.applications(model, r)
+    assert len(states) == len(apps) + 1 and blocks == [i for i, _ in apps]  # + the stream entering the first
+    text = " | ".join(" ".join(map(str, layers)) for _, layers in plan.segments(model, r))
+    assert text in plan.plan_of(model).describe(r)
+    assert not any(block._forward_hooks for block in model.transformer.h)  # the hooks are removed
+
+
+def test_cosine_of_identical_states_is_one():
+    h = torch.randn(3, 5, 8)
+    assert torch.allclose(diagnose.cosine(h, h), torch.tensor(1.0))
+    assert torch.allclose(diagnose.cosine(h, -h), torch.tensor(-1.0))
+    assert torch.allclose(diagnose.rms(torch.full((2, 3, 4), 2.0)), torch.tensor(2.0))
+
+
+def test_diagnose_compares_each_round_with_the_previous_one():
+    model = tiny_gpt(**SIGNATURES["rins"])  # 0 1 | 0 1 | 2 3
+    d = diagnose.diagnose(model, batches())
+    assert np.isnan(d["cos_round"][[0, 1, 4, 5]]).all() and (np.abs(d["cos_round"][[2, 3]]) <= 1).all()
+    assert d["lens"][-1] == pytest.approx(d["loss"], abs=1e-6)
+
+
+def test_gradient_shares_sum_to_one_and_a_shared_block_sums_its_applications():
+    """Block i of A^rB gets the summed gradient of its copies in an unrolled plain GPT (copy j runs plan[j])."""
+    shared = tiny_gpt(**SIGNATURES["rins"])
+    layers = [i for i, _ in plan.applications(shared)]
+    unrolled = tiny_gpt(n_layer=len(layers))
+    state = {k: v for k, v in shared.state_dict().items() if not k.startswith("transformer.h.")}
+    for j, i in enumerate(layers):
+        state |= {f"transformer.h.{j}.{k}": v for k, v in shared.transformer.h[i].state_dict().items()}
+    unrolled.load_state_dict(state)
+    data = batches()
+    d = diagnose.diagnose(shared, data)
+    assert d["share"].sum() == pytest.approx(1.0) and all(p.grad is None for p in shared.parameters())
+    for x, y in data:
+        (unrolled(x, y)[1] / len(data)).backward()
+    for i in range(shared.config.n_layer):
+        copies = [unrolled.transformer.h[j] for j, k in enumerate(layers) if k == i]
+        summed = [sum(ps) for ps in zip(*([p.grad for p in c.parameters()] for c in copies))]
+        assert d["grad"][i] == pytest.approx(torch.cat([g.flatten() for g in summed]).norm().item(), rel=1e-4)
+        if len(copies) > 1:  # summing matters: no single application's gradient has that norm
+            singles = [torch.cat([p.grad.flatten() for p in c.parameters()]).norm().item() for c in copies]
+            assert all(abs(s / d["grad"][i] - 1) > 1e-3 for s in singles)
+
+
+# -----------------------------------------------------------------------------
+# plan.py
+
+
+@pytest.mark.parametrize("signature,family,kw", plan.GALLERY)
+def test_plan_draws_every_gallery_signature_and_prints_its_describe(signature, family, kw, tmp_path, capsys):
+    r = 3 if "^r" in signature else 1
+    shape = dict(n_embd=64, vocab_size=128, block_size=32)
+    plan.main([signature, "--n_layer=4", f"--r={r}", f"--out={tmp_path / 'p.png'}",
+               *(f"--{k}={v}" for k, v in (kw | shape).items())])
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == plan.plan_of(plan.build(signature, r, 4, **kw, **shape)).describe()
+    assert png(tmp_path / "p.png")
+
+
+def test_plan_gallery_writes_one_png(tmp_path, capsys):
+    plan.main(["--gallery", f"--out={tmp_path / 'g.png'}", "--n_embd=64", "--vocab_size=128", "--block_size=32"])
+    out = capsys.readouterr().out
+    assert png(tmp_path / "g.png") and len(out.splitlines()) == len(plan.GALLERY) + 1
+
+
+def test_plan_letters_follow_partition_and_degree():
+    assert plan.block_letters(GPTConfig(n_layer=4, signature="AB^rC", partition="1:2:1")) == ["A", "B", "B", "C"]
+    assert plan.block_letters(GPTConfig(n_layer=8, signature="A^rB", degree=2)) == ["AA", "AA", "AB", "AB",
+                                                                                     "BA", "BA", "BB", "BB"]
+    assert plan.block_letters(GPTConfig(n_layer=3, signature="reverse")) == ["A", "B", "C"]
+
+
+@pytest.mark.parametrize("args,fragment", [(["AB", "--r=2"], "has no '^r' unit"), (["A^rB", "--r=0"], "need r >= 1"),
+                                           (["A^rB", "--n_layer=6", "--degree=2"], "divisible"),
+                                           (["A^rB", "--r=two"], "invalid int value"), ([], "give a signature")])
+def test_plan_bad_input_is_one_line(args, fragment, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        plan.main([*args, f"--out={tmp_path / 'x.png'}"])
+    assert fragment in str(e.value) and "\n" not in str(e.value) and not os.path.exists(tmp_path / "x.png")
+
+
+def test_plan_bad_signature_exits_with_one_line(tmp_path):
+    proc = run("plan.py", "A^^B", f"--out={tmp_path / 'x.png'}")
+    assert proc.returncode != 0 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert proc.stderr.startswith("plan.py: bad signature 'A^^B'") and not os.path.exists(tmp_path / "x.png")
+
+
+# -----------------------------------------------------------------------------
+# diagnose.py on a checkpoint written by train.py
+
+
+@pytest.fixture(scope="module")
+def char_data(tmp_path_factory):
+    """data/tiny: model.py as characters, 90/10 split, as prepare.py writes a char dataset."""
+    root = tmp_path_factory.mktemp("data")
+    text = open(os.path.join(HERE, "model.py")).read()
+    chars = sorted(set(text))
+    ids = np.array([chars.index(c) for c in text], dtype=np.uint16)
+    os.makedirs(root / "tiny")
+    ids[:int(0.9 * len(ids))].tofile(root / "tiny" / "train.bin")
+    ids[int(0.9 * len(ids)):].tofile(root / "tiny" / "val.bin")
+    (root / "tiny" / "meta.json").write_text(json.dumps({"name": "tiny", "tokenizer": "char", "vocab_size": len(chars),
+                                                         "chars": "".join(chars)}))
+    return root
+
+
+def test_diagnose_a_trained_checkpoint(char_data, tmp_path):
+    proc = run("train.py", f"--data_dir={char_data}", "--dataset=tiny", f"--out_dir={tmp_path}", "--max_iters=5",
+               "--flop_budget=0", "--n_layer=4", "--n_embd=32", "--n_head=2", "--block_size=16", "--batch_size=4",
+               "--eval_iters=2", "--warmup_iters=1", "--signature=A^rB", "--r=2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with open(tmp_path / "log.jsonl") as f:
+        val_loss = [json.loads(line) for line in f][-1]["val_loss"]
+    proc = run("diagnose.py", f"--out_dir={tmp_path}", "--batches=2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"loss {val_loss:.4f}" in proc.stdout  # the same two validation batches train.py scored
+    md = (tmp_path / "diagnose_r2.md").read_text()
+    rows = [line for line in md.splitlines() if line.startswith("| ") and line.split("|")[1].strip().isdigit()]
+    assert len(rows) == 6 + 4  # one per application of 0 1 | 0 1 | 2 3, then one per block
+    assert png(tmp_path / "diagnose_r2.png")
+    diagnose.main([f"--out_dir={tmp_path}", "--batches=1", "--r=3"])  # a depth it was not trained at
+    assert png(tmp_path / "diagnose_r3.png")
+    with pytest.raises(SystemExit) as e:
+        diagnose.main([f"--out_dir={tmp_path}", "--r=0"])
+    assert "r=0" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_diagnose_refuses_image_checkpoints_in_one_line(tmp_path):
+    ckpt = {"model": {}, "model_args": {}, "iter_num": 0, "config": {"task": "vit"}}
+    save_checkpoint(ckpt, str(tmp_path / "ckpt.pt"))
+    with pytest.raises(SystemExit) as e:
+        diagnose.main([f"--out_dir={tmp_path}"])
+    assert "only language-model checkpoints" in str(e.value) and "\n" not in str(e.value)
