@@ -13,19 +13,26 @@ Sweep and compare nanoRINS runs at matched training FLOPs.
    The run dir does not encode --set overrides: change --out when you change them.
 
 2) Analysis. Reads every log.jsonl under OUT (or the --runs dirs) and writes to --plots_dir (default OUT):
-     loss_vs_flops.png, loss_vs_tokens.png   metric vs cumulative training FLOPs / tokens,
+     loss_vs_flops.png, loss_vs_tokens.png   val metric vs cumulative training FLOPs / tokens,
                                              mean over seeds with a min-max band
-     final_loss.png          final metric per variant and budget: seeds as points, mean +- 95% t-interval
-     loss_vs_r_eval.png      final metric vs inference depth r_eval (from val_loss_r etc.),
-                             baseline as a horizontal line: the no-regret picture
+     final_loss.png          sorted dot plot of the final loss minus the baseline's, paired by seed
+                             (mean, 95% t-interval, single seeds), a panel per budget, a row per lr recipe
+     loss_vs_r_eval.png      final val metric vs inference depth r_eval, baseline as a line: the no-regret picture
      scaling_fit_flops.png, scaling_fit_tokens.png
-                             f(x) = beta*(x/x0)^-c + eps per variant (needs >= 3 budgets),
+                             f(x) = beta*(x/x0)^-c + eps per variant (needs >= 5 budgets, else the reason),
                              curves extrapolated to 10x the largest x
-     results.md              the tables, also printed
-   A variant is the config file stem (the run dir's parent folder), renamed by --label stem=name.
-   Runs are grouped by (variant, FLOP budget) and averaged over seeds; only finished runs enter
-   the final tables and fits. Accuracies (val_acc, zeroshot_acc; higher is better) are shown next
-   to val_loss when logged. Fits use val_loss, or the error 1 - acc when no loss is logged.
+     results.md              the tables, also printed: runs; lr per variant and budget; Δ vs baseline per
+                             recipe; crossing budgets; verdicts; fits
+   A variant is the config file stem (the run dir's parent folder), renamed by --label stem=name; a run
+   is keyed by (variant, budget, lr, seed), with lr the config's learning_rate. Only finished runs
+   enter the final tables and fits. The lr of each (variant, budget) is chosen by mean final val loss
+   over seeds; losses are then compared on the held-out test split (val when a run did not log one),
+   under two recipes: shared (every variant at the baseline's best lr, the paper's protocol) and own
+   (each variant at its best lr). Differences vs baseline pair runs by seed (same init and data order).
+   Every row states its regime: tokens per non-embedding parameter and epochs of the training split.
+   Colours: baseline black, RINS A^rB blues, RAO (AB)^r reds, MobileLLM-style sharing greens, latent
+   recurrence purples, others oranges, darker for larger r; stochastic rounds hollow and dashed,
+   adapters triangles. `--no-run` redoes all of it from the logs alone (no checkpoints needed).
 
 Examples:
   python compare.py config/baseline_small.py config/rins_small.py --budgets 2e13,4e13,8e13 --seeds 0,1,2 --out runs/demo
@@ -315,8 +322,8 @@ def crossing(budgets, mean, lo, hi):
     ends.sort()
     way = 'gets ahead' if mean[-1] < 0 else 'falls behind'
     show = lambda v: ('?' if np.isnan(v) else f"< {fmt_budget(budgets[0])}" if v == 0 else
-                      f"> {top}" if np.isinf(v) else f"{v:.3g}")
-    text = f"{way} at {10 ** x:.3g} FLOPs [95%: {show(ends[0])}, {show(ends[1])}]"
+                      f"> {top}" if np.isinf(v) else fmt_budget(float(f"{v:.3g}")))
+    text = f"{way} at {fmt_budget(float(f'{10 ** x:.3g}'))} FLOPs [95%: {show(ends[0])}, {show(ends[1])}]"
     text += f" ({len(at)} crossings, the last shown)" if len(at) > 1 else ''
     return dict(at=10 ** x, lo=ends[0], hi=ends[1], text=text)
 
@@ -327,7 +334,7 @@ def regime(runs):
     return per('n_params'), per('train_tokens')
 
 def fmt_regime(reg):
-    return [('-' if np.isnan(v) else f"{v:.3g}") for v in reg]
+    return ['-' if np.isnan(v) else f"{v:.0f}" if v >= 100 else f"{v:.3g}" for v in reg]
 
 def clip_share(run):
     """Fraction of optimizer steps whose gradient was clipped, weighted by eval interval; nan if not logged."""
@@ -346,9 +353,10 @@ def rises_at_end(run, frac=0.2, noise=0.005):
 
 def verdict(runs, variant, baseline, kind='shared'):
     """'better', 'worse' or 'inconclusive (why)' for variant vs baseline under a recipe (see recipe()).
-    Rules: every run of both is done, and those used are within 1% of their FLOP budget; every best lr lies inside its grid;
-    no run's val loss rises over its last 20% (0.5% noise allowed); >= 3 paired seeds at the key budget (the
-    largest) and a 95% interval that excludes 0; a change of sign across budgets holds at >= 2 adjacent ones.
+    Rules: every run of both is done, and those used are within 1% of their FLOP budget; every best lr lies
+    inside its grid (one lr tried is not a grid); no run's val loss rises over its last 20% (0.5% noise
+    allowed); >= 3 paired seeds at the key budget (the largest) and a 95% interval that excludes 0; a change
+    of sign across budgets holds at >= 2 adjacent ones.
     Returns dict(text, budget, diff, regime) with regime = (tokens per parameter, epochs) at the key budget."""
     done = [r for r in runs if r['final']]
     key, best, sel = loss_key(done), best_lrs(done), recipe(done, baseline, kind)
@@ -445,7 +453,9 @@ def legend(fig, handles_labels):
     """One legend under the panels, where it covers no data."""
     if handles_labels:
         h, l = zip(*handles_labels)
-        fig.legend(h, l, loc='outside lower center', ncols=min(len(l), 4), fontsize='small')
+        entry = 0.7 + 0.075 * max(map(len, l))  # inches: marker, then the label in small type
+        ncols = max(1, min(len(l), int(fig.get_figwidth() / entry)))
+        fig.legend(h, l, loc='outside lower center', ncols=ncols, fontsize='small')
 
 def save(fig, path):
     for ax in fig.axes:  # log axes: label 1-2-5 ticks, no minor labels (they collide on spans of 1-2 decades)
@@ -466,7 +476,7 @@ def setting(runs):
     return f"{pick('dataset')}, {pick('n_layer')} layers × {pick('n_embd')} wide"
 
 def plot_curves(runs, metrics, xkey, style, title, path):
-    fig, axes = figure(1, len(metrics))
+    fig, axes = figure(1, len(metrics), w=8, h=5)
     for ax, m in zip(axes[0], metrics):
         for (label, _), rs in sorted(groups(runs).items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
             # seeds share eval iters; an unfinished seed just stops contributing
@@ -490,11 +500,11 @@ def groups(runs):
         g[r['label'], r['budget']].append(r)
     return g
 
-def plot_delta(sels, baseline, key, style, path):
-    """Sorted dot plot of the paired difference vs baseline: one panel per budget, a row per recipe."""
+def plot_delta(sels, baseline, key, style, tuned, path):
+    """Sorted dot plot of the paired difference vs baseline, best on top: a panel per budget, a row per recipe."""
     budgets = sorted({b for sel in sels.values() for (_, b) in sel}, key=lambda b: b or 0)
     n_var = len({l for sel in sels.values() for (l, _) in sel})
-    fig, axes = figure(len(sels), len(budgets), w=4.8, h=1.2 + 0.35 * n_var)
+    fig, axes = figure(len(sels), len(budgets), w=4.8, h=1.8 + 0.35 * n_var)
     for row, (kind, sel) in zip(axes, sels.items()):
         for ax, b in zip(row, budgets):
             items = []
@@ -509,15 +519,18 @@ def plot_delta(sels, baseline, key, style, path):
                 err = None if d['n'] < 2 else [[mu - d['lo']], [d['hi'] - mu]]
                 ax.errorbar(mu, y, xerr=err, capsize=3, ms=7, **marker_kw(st))
             ax.axvline(0, color='black', lw=0.8)
-            show_lr = kind == 'own' and any(len(v[1]) > 1 for v in best_lrs([r for s in sel.values() for r in s[1]]).values())
+            ax.xaxis.set_major_locator(ticker.MaxNLocator(4))  # long tick labels must not touch
+            show_lr = tuned and kind == 'own'
             ax.set_yticks(range(len(items)), [f"{l} (lr {lr:g})" if show_lr else l for _, l, lr, _ in items])
-            ax.set_ylim(-0.7, max(len(items), 1) - 0.3)
+            ax.set_ylim(max(len(items), 1) - 0.3, -0.7)  # best (most negative) on top
             if not items:
                 ax.text(0.5, 0.5, 'no paired runs', transform=ax.transAxes, ha='center')
             lr_note = dict(shared=f"all at {baseline}'s best lr", own='each at its own best lr')[kind]
-            ax.set_title(f"{setting(sel[baseline, b][1]) if (baseline, b) in sel else ''}\n"
-                         f"budget {fmt_budget(b) if b else '-'} FLOPs; {lr_note}", fontsize='medium')
-            ax.set_xlabel(f"Δ {key.replace('_', ' ')} vs {baseline}\n(paired mean, 95% CI; ticks: seeds)")
+            ax.set_title(f"budget {fmt_budget(b) if b else '-'} FLOPs" + (f"\n{lr_note}" if tuned else ''),
+                         fontsize='medium')
+    fig.suptitle(f"{setting([r for sel in sels.values() for _, rs in sel.values() for r in rs])}: "
+                 f"final {key.replace('_', ' ')} minus {baseline}'s, same seed (below 0: better)")
+    fig.supxlabel(f"Δ {key.replace('_', ' ')} vs {baseline}: paired mean with 95% t-interval; |: single seeds")
     save(fig, path)
 
 def plot_r_eval(done, metrics, style, baseline, title, path):
@@ -527,30 +540,34 @@ def plot_r_eval(done, metrics, style, baseline, title, path):
         return
     g = groups(done)
     budgets = sorted({b for _, b in g}, key=lambda b: b or 0)
-    fig, axes = figure(len(ms), len(budgets), w=5)
+    panels = [(m, b) for m in ms for b in budgets]
+    n_cols = min(len(budgets), 3)  # wrap: a row of 5+ panels is too wide to read
+    fig, axes = figure(-(-len(panels) // n_cols), n_cols, w=5)
     shown = {}
-    for row, m in zip(axes, ms):
-        for ax, b in zip(row, budgets):
-            for (label, budget), rs in sorted(g.items(), key=lambda kv: kv[0][0]):
-                if budget != b:
-                    continue
-                st = style[label]
-                if label == baseline:
-                    v = [r['final'][m] for r in rs if m in r['final']]
-                    if v:
-                        ax.axhline(np.mean(v), color=st['color'], ls=':')
-                        shown[label] = (plt.Line2D([], [], color=st['color'], ls=':'), f"{label} (r=1)")
-                    continue
-                rs = [r for r in rs if len(r['final'].get(m + '_r', {})) > 1]
-                if not rs:
-                    continue
-                ks = sorted(set.intersection(*(set(r['final'][m + '_r']) for r in rs)), key=int)
-                mu, h = zip(*[mean_ci([r['final'][m + '_r'][k] for r in rs]) for k in ks])
-                ax.errorbar([int(k) for k in ks], mu, yerr=np.nan_to_num(h), capsize=3, ls=st['ls'], **marker_kw(st))
-                shown.setdefault(label, handle(st, label))
-            ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
-            ax.set(xlabel='r_eval (inference rounds)', ylabel=f"final {METRICS[m]}",
-                   title=f"{title}\nbudget {fmt_budget(b) if b else '-'} FLOPs")
+    for ax in axes.flat[len(panels):]:
+        ax.set_axis_off()
+    for ax, (m, b) in zip(axes.flat, panels):
+        for (label, budget), rs in sorted(g.items(), key=lambda kv: kv[0][0]):
+            if budget != b:
+                continue
+            st = style[label]
+            if label == baseline:
+                v = [r['final'][m] for r in rs if m in r['final']]
+                if v:
+                    ax.axhline(np.mean(v), color=st['color'], ls=':')
+                    shown[label] = (plt.Line2D([], [], color=st['color'], ls=':'), f"{label} (r=1)")
+                continue
+            rs = [r for r in rs if len(r['final'].get(m + '_r', {})) > 1]
+            if not rs:
+                continue
+            ks = sorted(set.intersection(*(set(r['final'][m + '_r']) for r in rs)), key=int)
+            mu, h = zip(*[mean_ci([r['final'][m + '_r'][k] for r in rs]) for k in ks])
+            ax.errorbar([int(k) for k in ks], mu, yerr=np.nan_to_num(h), capsize=3, ls=st['ls'], **marker_kw(st))
+            shown.setdefault(label, handle(st, label))
+        ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+        ax.set(xlabel='r_eval (inference rounds)', ylabel=f"final {METRICS[m]}",
+               title=f"budget {fmt_budget(b) if b else '-'} FLOPs")
+    fig.suptitle(title)
     legend(fig, [shown[l] for l in sorted(shown)])
     save(fig, path)
 
@@ -561,7 +578,7 @@ def fit_all(sel, key, style, n_boot, seed, plots_dir):
     runs = [r for _, rs in sel.values() for r in rs]
     for axis in ('flops', 'tokens'):
         x0 = float(np.exp(np.mean([np.log(r['final'][axis]) for r in runs])))  # one x0 per axis: betas compare
-        fig, axes = figure(1, 1, w=7, h=5)
+        fig, axes = figure(1, 1, w=8, h=4 + 0.2 * len({r['label'] for r in runs}))  # room for a legend row each
         ax, shown = axes[0, 0], []
         for label in sorted({r['label'] for r in runs}):
             rs, st = [r for r in runs if r['label'] == label], style[label]
@@ -581,7 +598,9 @@ def fit_all(sel, key, style, n_boot, seed, plots_dir):
             ax.plot(ext, power_law(fit, ext), color=st['color'], ls=':')  # extrapolation
             shown.append(handle(st, f"{label}: c={fit['c']:.3f}, ε={fit['eps']:.3f}, rms {fit['rms']:.2g}"))
         ax.set(xscale='log', xlabel='training FLOPs' if axis == 'flops' else 'tokens',
-               ylabel=f"final {key.replace('_', ' ')}", title=f"f = β·(x/{x0:.3g})^(-c) + ε (dotted: 10x extrapolation)")
+               ylabel=f"final {key.replace('_', ' ')}",
+               title=f"f = β·(x/{x0:.3g})^(-c) + ε (dotted: 10x extrapolation)" if any(a == axis for _, a in fits)
+               else f"no fit: a fit needs >= {MIN_FIT_BUDGETS} budgets")
         legend(fig, shown)
         save(fig, os.path.join(plots_dir, f"scaling_fit_{axis}.png"))
     for label, why in refused.items():
@@ -680,8 +699,9 @@ def results_md(runs, metrics, baseline, key, kinds, fits, refused):
                   "a change of sign holds at >= 2 adjacent budgets.", ""]
         lines += md_table(['variant', 'recipe', 'verdict', 'key budget', 'Δ at key budget', 'tokens/param',
                            'epochs'], verdicts)
+    boot = ', 95% residual-bootstrap CI' if any('c_ci' in fit for fit in fits.values()) else ''
     lines += ["", f"## Scaling fits: final {key.replace('_', ' ')} = β·(x/x0)^(-c) + ε "
-                  f"({kinds[0]} recipe, 95% residual-bootstrap CI)", ""]
+                  f"({kinds[0]} recipe{boot})", ""]
     if fits:
         ci = lambda fit, k: f" [{fit[k + '_ci'][0]:.3g}, {fit[k + '_ci'][1]:.3g}]" if k + '_ci' in fit else ''
         lines += md_table(['variant', 'x', 'x0', 'β', 'c', 'ε', 'RMS residual (loss)'], [
@@ -704,7 +724,8 @@ def analyse(dirs, plots_dir, labels=None, baseline=None, n_boot=1000, seed=0):
     if baseline is None:  # the first variant whose config is the plain stack
         baseline = next((r['label'] for r in sorted(runs, key=lambda r: r['label']) if is_baseline(r['cfg'])), None)
     elif baseline not in style:
-        raise SystemExit(f"compare.py: --baseline {baseline} is not a variant here; variants: {', '.join(sorted(style))}")
+        raise SystemExit(f"compare.py: --baseline {baseline} is not a variant here; "
+                         f"variants: {', '.join(sorted(style))}")
     print(f"baseline: {baseline}")
     # curves: each variant at its own best val lr per budget (every run while nothing at that budget is done)
     own = recipe(done, baseline, 'own')
@@ -720,7 +741,7 @@ def analyse(dirs, plots_dir, labels=None, baseline=None, n_boot=1000, seed=0):
     kinds = (['shared', 'own'] if tuned else ['shared']) if baseline else ['own']
     sels = {k: recipe(done, baseline, k) for k in kinds}
     if baseline:
-        plot_delta(sels, baseline, key, style, os.path.join(plots_dir, 'final_loss.png'))
+        plot_delta(sels, baseline, key, style, tuned, os.path.join(plots_dir, 'final_loss.png'))
     plot_r_eval([r for _, rs in own.values() for r in rs], metrics, style, baseline, title,
                 os.path.join(plots_dir, 'loss_vs_r_eval.png'))
     fits, refused = fit_all(sels[kinds[0]], key, style, n_boot, seed, plots_dir)
