@@ -336,11 +336,11 @@ def regime(runs):
 def fmt_regime(reg):
     return ['-' if np.isnan(v) else f"{v:.0f}" if v >= 100 else f"{v:.3g}" for v in reg]
 
-def clip_share(run):
-    """Fraction of optimizer steps whose gradient was clipped, weighted by eval interval; nan if not logged."""
-    its = sorted(i for i, e in run['evals'].items() if e.get('clip_frac') is not None)
+def over_run(run, name):
+    """Mean of a per-interval eval field (clip_frac, grad_norm) over the run, weighted by interval; nan if absent."""
+    its = sorted(i for i, e in run['evals'].items() if e.get(name) is not None)
     w = np.diff([0] + its)
-    return float(np.average([run['evals'][i]['clip_frac'] for i in its], weights=w)) if w.sum() else np.nan
+    return float(np.average([run['evals'][i][name] for i in its], weights=w)) if w.sum() else np.nan
 
 def rises_at_end(run, frac=0.2, noise=0.005):
     """Whether val loss rose by more than noise (relative) above its running minimum over the last frac of the
@@ -616,8 +616,9 @@ def md_table(cols, rows):
 def runs_table(done, metrics, key):
     cols = ['variant', 'budget', 'lr', 'runs'] + [f"{METRICS[m]} (± 95% CI)" for m in metrics]
     cols += ['test loss (± 95% CI)'] * (key == 'test_loss')
-    cols += ['tokens', 'FLOPs (% of budget)', 'tokens/param', 'epochs', 'clipped steps',
-             'val loss @ r_eval=1', 'val loss @ r_train']
+    split = key.split('_')[0]
+    cols += ['tokens', 'FLOPs (% of budget)', 'tokens/param', 'epochs', 'clipped steps', 'grad norm (mean, max)',
+             f"{split} loss @ r_eval=1", f"{split} loss @ r_train"]
     rows = []
     for (label, budget, lr), rs in by_config(done).items():
         row = [label, fmt_budget(budget) if budget else '-', f"{lr:g}" if lr else '-', str(len(rs))]
@@ -626,11 +627,13 @@ def runs_table(done, metrics, key):
             mu, h = mean_ci(v) if v else (np.nan, np.nan)
             row.append('-' if not v else f"{mu:.4f}" if np.isnan(h) else f"{mu:.4f} ± {h:.4f}")
         tokens, flops = np.mean([r['final']['tokens'] for r in rs]), np.mean([r['final']['flops'] for r in rs])
-        clip = np.mean([clip_share(r) for r in rs])
+        clip, norm = (np.mean([over_run(r, k) for r in rs]) for k in ('clip_frac', 'grad_norm'))
+        peaks = [e['grad_norm_max'] for r in rs for e in r['evals'].values() if e.get('grad_norm_max') is not None]
         row += [f"{tokens:.3g}", f"{flops:.3g}" + (f" ({100 * flops / budget:.1f}%)" if budget else '')]
         row += fmt_regime(regime(rs)) + ['-' if np.isnan(clip) else f"{100 * clip:.0f}%"]
+        row += ['-' if np.isnan(norm) else f"{norm:.3g}, {max(peaks):.3g}" if peaks else f"{norm:.3g}, -"]
         for k in ('1', 'r_train'):
-            v = [r['final'].get('val_loss_r', {}).get(str(r['cfg'].get('r', 1)) if k == 'r_train' else k) for r in rs]
+            v = [r['final'].get(key + '_r', {}).get(str(r['cfg'].get('r', 1)) if k == 'r_train' else k) for r in rs]
             row.append(f"{np.mean(v):.4f}" if all(x is not None for x in v) else '-')
         rows.append(row)
     return ["## Runs (mean over seeds)", ""] + md_table(cols, rows)

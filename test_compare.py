@@ -37,7 +37,9 @@ def write_run(root, stem, cfg, budget, seed, final, lr=1e-3, test_offset=0.05, n
         frac = it / 100
         loss = final + (0.8 - frac) / 0.8 if it <= 80 else final + tail_rise * (it - 80) / 20
         e = dict(event="eval", iter=it, tokens=int(budget * frac / 1e6), flops=budget * frac * flops_frac, lr=lr,
-                 train_loss=loss, val_loss=loss, clip_frac=0.5 if it else None)
+                 train_loss=loss, val_loss=loss)
+        if it:  # per-interval gradient statistics; none before the first step
+            e |= dict(clip_frac=0.5 if it < 50 else 0.0, grad_norm=1.0 + it / 100, grad_norm_max=2.0 + it / 100)
         if r > 1:
             e["val_loss_r"] = {"1": loss + 0.5, str(r): loss, str(r + 1): loss + 0.1}
         lines.append(e)
@@ -261,6 +263,13 @@ def test_no_run_regenerates_everything_from_logs(tmp_path, capsys):
         assert cells[1] == compare.fmt_budget(b) and cells[2] == "0.002" and cells[3] == "3"
         assert cells[4].startswith(f"{want:+.4f} [")  # every seed differs by the same amount: a zero-width interval
         assert cells[6] == f"{b / 1e6 / 1e4:.0f}" and cells[7] == f"{b / 1e6 / 1e6:.3g}"  # tokens/param, epochs
+    row = next(l for l in md.splitlines() if l.startswith("| RINS A2B | 1.6e13 | 0.002 | 3 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    want = true["rins"][0] * 16 ** -0.35 + 2.8 + 0.05  # the test split: val + 0.05 in write_run
+    half = 4.302653 * 0.002 / math.sqrt(3)  # t(0.975, 2 dof) * sd / sqrt(3) of seeds at -0.002, 0, +0.002
+    assert cells[5] == f"{want:.4f} ± {half:.4f}" and cells[8] == "1600" and cells[9] == "16"  # tokens/param, epochs
+    assert cells[10] == "20%" and cells[11] == "1.55, 3"  # clipped: half the steps of 40%; grad norm mean, max
+    assert cells[12] == f"{want + 0.5:.4f}" and cells[13] == f"{want:.4f}"  # test loss at r_eval=1 and r_train=2
     assert "| RINS A2B | shared | gets ahead at " in md
     assert "| RINS A2B | shared | better | 1.6e13 |" in md
     fit_rows = [l for l in sections[-1].splitlines() if l.startswith("| RINS A2B |")]
