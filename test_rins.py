@@ -683,95 +683,13 @@ def test_user_mistakes_are_one_line(argv, message):
 
 
 # -----------------------------------------------------------------------------
-# compare.py: scaling-law fit, analysis, resumable sweeps
-
-
-def test_fit_power_law_recovers_known_law():
-    x = 1e9 * 2.0 ** np.arange(6)  # 6 budgets spanning 32x
-    rng = np.random.default_rng(0)
-    f = (3 * (x / 1e9) ** -0.3 + 1.5) * (1 + 0.003 * rng.standard_normal(len(x)))  # 0.3% noise
-    fit = compare.fit_power_law(x, f, n_boot=200, seed=0, x0=1e9)
-    # tolerances ~3 sd of the estimates over noise draws (sd: beta 0.08, c 0.016, eps 0.09)
-    assert abs(fit['beta'] - 3) < 0.25 and abs(fit['c'] - 0.3) < 0.05 and abs(fit['eps'] - 1.5) < 0.25, fit
-    for k, truth in dict(beta=3, c=0.3, eps=1.5).items():
-        lo, hi = fit[k + '_ci']
-        assert lo <= truth <= hi, (k, lo, hi)
-    assert compare.fit_power_law(x, f, n_boot=200, seed=0, x0=1e9) == fit  # deterministic for a seed
-    # x0 only rescales beta: default x0 is the geometric mean
-    g = compare.fit_power_law(x, f)
-    assert g['x0'] == pytest.approx(1e9 * 2 ** 2.5)
-    assert g['c'] == pytest.approx(fit['c'], abs=1e-4) and g['eps'] == pytest.approx(fit['eps'], abs=1e-3)
-    np.testing.assert_allclose(compare.power_law(g, x), compare.power_law(fit, x), rtol=1e-4)
-    with pytest.raises(ValueError):
-        compare.fit_power_law([1, 1, 2], [3, 2, 1])
-
-
-def true_loss(variant, budget):
-    beta, c, eps = dict(baseline_small=(2.0, 0.3, 3.0), rins_small=(2.2, 0.35, 2.8))[variant]
-    return beta * (budget / 1e12) ** -c + eps
+# compare.py: resumable sweeps (the analysis is tested in test_compare.py)
 
 
 def write_log(d, lines):
     os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, 'log.jsonl'), 'w') as f:
         f.writelines(json.dumps(rec) + '\n' for rec in lines)
-
-
-def fake_run(d, variant, budget, seed):
-    """A finished run: start, two evals, done; the final loss is true_loss -/+ 0.01 for seed 0/1."""
-    r = 1 if variant == 'baseline_small' else 2
-    cfg = dict(signature='AB' if r == 1 else 'A^rB', r=r, stochastic_p=0.0, adapter='none',
-               flop_budget=budget, seed=seed)
-    lines = [dict(event='start', config=cfg, flop_budget=budget, flops_per_token=1e6)]
-    final = true_loss(variant, budget) + (0.01 if seed else -0.01)
-    for it, frac, event in [(0, 0.0, 'eval'), (50, 0.5, 'eval'), (100, 1.0, 'done')]:
-        loss = final + 1.0 - frac
-        e = dict(event=event, iter=it, tokens=int(budget * frac / (1e6 * r)), flops=budget * frac, lr=1e-3,
-                 train_loss=loss, val_loss=loss, ms_per_iter=1.0, elapsed_s=frac)
-        if r > 1:
-            e['val_loss_r'] = {'1': loss + 0.5, '2': loss, '3': loss + 0.1}
-        lines.append(e)
-    write_log(d, lines)
-
-
-def test_analysis_on_fake_logs(tmp_path, capsys):
-    budgets = [1e12, 2e12, 4e12]
-    for v in ('baseline_small', 'rins_small'):
-        for b in budgets:
-            for s in (0, 1):
-                fake_run(compare.run_dir(tmp_path / 'sweep', v + '.py', b, s), v, b, s)
-    compare.main(['--out', str(tmp_path / 'sweep'), '--no-run', '--plots_dir', str(tmp_path / 'plots'),
-                  '--n_boot', '20', '--label', 'rins_small=RINS A2B'])
-    for name in ('loss_vs_flops', 'loss_vs_tokens', 'final_loss', 'loss_vs_r_eval',
-                 'scaling_fit_flops', 'scaling_fit_tokens'):
-        p = tmp_path / 'plots' / f'{name}.png'
-        assert p.read_bytes()[:4] == b'\x89PNG' and p.stat().st_size > 5000, name
-    md = (tmp_path / 'plots' / 'results.md').read_text()
-    assert md in capsys.readouterr().out  # tables printed too
-    rows = [l for l in md.splitlines() if l.startswith('| baseline_small') or l.startswith('| RINS A2B')]
-    assert len(rows) == 6 + 4  # 2 variants x 3 budgets, + 2 variants x 2 axes of fits
-    half = 12.706 * np.sqrt(2 * 0.01 ** 2) / np.sqrt(2)  # t(0.975, 1) * sd / sqrt(n) for two seeds at +-0.01
-    for b in budgets:
-        base, rins = true_loss('baseline_small', b), true_loss('rins_small', b)
-        row = next(l for l in rows if l.startswith(f'| RINS A2B | {compare.fmt_budget(b)} |'))
-        cells = [c.strip() for c in row.strip('|').split('|')]
-        assert cells[2] == '2' and cells[3] == f'{rins:.4f} ± {half:.4f}'
-        assert cells[4].startswith(f'{rins - base:+.4f} (')
-        assert cells[6] == f'{b:.3g} (100.0%)'
-        assert cells[7] == f'{rins + 0.5:.4f}' and cells[8] == f'{rins:.4f}'  # r_eval=1, r_train=2
-    fit_row = next(l for l in rows if l.startswith('| RINS A2B | flops |'))
-    assert fit_row.split('|')[3].strip() == '2e+12'  # one x0 per axis: gmean of all runs
-
-
-def test_read_log_dedupes_resumed_evals(tmp_path):
-    write_log(tmp_path, [dict(event='start', config={'seed': 0}), dict(event='eval', iter=10, val_loss=5.0),
-                         dict(event='start', config={'seed': 0}), dict(event='eval', iter=10, val_loss=4.0),
-                         dict(event='done', iter=20, val_loss=3.0)])
-    with open(tmp_path / 'log.jsonl', 'a') as f:
-        f.write('{"event": "ev')  # partial line of a killed run
-    log = compare.read_log(tmp_path)
-    assert sorted(log['evals']) == [10, 20] and log['evals'][10]['val_loss'] == 4.0
-    assert log['done']['val_loss'] == 3.0
 
 
 FAKE_TRAIN = '''

@@ -1,0 +1,291 @@
+"""
+Tests of compare.py's analysis: log reading, learning-rate recipes, paired statistics, crossing budgets,
+verdicts, scaling fits and plot styles, on synthetic logs whose truth the test knows.
+
+    OMP_NUM_THREADS=1 python -m pytest test_compare.py -q
+"""
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+import compare
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BASE = dict(signature="AB", r=1)
+RINS = dict(signature="A^rB", r=2)
+
+
+def write_log(d, lines):
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "log.jsonl"), "w") as f:
+        f.writelines(json.dumps(rec) + "\n" for rec in lines)
+
+
+def write_run(root, stem, cfg, budget, seed, final, lr=1e-3, test_offset=0.05, n_params=10_000, train_tokens=None,
+              flops_frac=1.0, tail_rise=0.0, done=True):
+    """A run with evals at iters 0..100 whose val loss falls linearly to `final` at iter 80, then rises by
+    tail_rise (absolute) to the end; the done line has test_loss = final + test_offset. Written where the sweep puts it:
+    root/<stem>/b<budget>_lr<lr>_s<seed>. Tokens: budget / 1e6 FLOPs per token."""
+    r = cfg.get("r", 1)
+    config = dict(cfg, learning_rate=lr, seed=seed, flop_budget=budget, dataset="english", n_layer=4, n_embd=64)
+    lines = [dict(event="start", config=config, flop_budget=budget, n_params=n_params, flops_per_token=1e6 * r,
+                  tokens_per_iter=100, max_iters=100) | ({"train_tokens": train_tokens} if train_tokens else {})]
+    for it in range(0, 101, 10):
+        frac = it / 100
+        loss = final + (0.8 - frac) / 0.8 if it <= 80 else final + tail_rise * (it - 80) / 20
+        e = dict(event="eval", iter=it, tokens=int(budget * frac / 1e6), flops=budget * frac * flops_frac, lr=lr,
+                 train_loss=loss, val_loss=loss)
+        if it:  # per-interval gradient statistics; none before the first step
+            e |= dict(clip_frac=0.5 if it < 50 else 0.0, grad_norm=1.0 + it / 100, grad_norm_max=2.0 + it / 100)
+        if r > 1:
+            e["val_loss_r"] = {"1": loss + 0.5, str(r): loss, str(r + 1): loss + 0.1}
+        lines.append(e)
+    if done:
+        lines[-1].update(event="done", test_loss=lines[-1]["val_loss"] + test_offset)
+        lines[-1]["test_loss_r"] = {k: v + test_offset for k, v in lines[-1].get("val_loss_r", {}).items()}
+    d = os.path.join(root, stem, f"b{compare.fmt_budget(budget)}_lr{lr:g}_s{seed}")
+    write_log(d, lines)
+    return d
+
+
+def load(root):
+    dirs = [os.path.join(dp) for dp, _, fs in os.walk(root) if "log.jsonl" in fs]
+    return compare.load_runs(dirs, {})
+
+
+def test_read_log_dedupes_resumed_evals(tmp_path):
+    write_log(tmp_path, [dict(event="start", config={"seed": 0}), dict(event="eval", iter=10, val_loss=5.0),
+                         dict(event="start", config={"seed": 0}), dict(event="eval", iter=10, val_loss=4.0),
+                         dict(event="done", iter=20, val_loss=3.0)])
+    with open(tmp_path / "log.jsonl", "a") as f:
+        f.write('{"event": "ev')  # partial line of a killed run
+    log = compare.read_log(tmp_path)
+    assert sorted(log["evals"]) == [10, 20] and log["evals"][10]["val_loss"] == 4.0
+    assert log["done"]["val_loss"] == 3.0
+
+
+def test_fit_power_law_recovers_known_law_and_refuses_few_budgets():
+    x = 1e9 * 2.0 ** np.arange(6)  # 6 budgets spanning 32x
+    rng = np.random.default_rng(0)
+    truth = 3 * (x / 1e9) ** -0.3 + 1.5
+    f = truth * (1 + 0.003 * rng.standard_normal(len(x)))  # 0.3% noise
+    fit = compare.fit_power_law(x, f, n_boot=200, seed=0, x0=1e9)
+    # tolerances ~3 sd of the estimates over noise draws (sd: beta 0.08, c 0.016, eps 0.09)
+    assert abs(fit["beta"] - 3) < 0.25 and abs(fit["c"] - 0.3) < 0.05 and abs(fit["eps"] - 1.5) < 0.25, fit
+    for k, true in dict(beta=3, c=0.3, eps=1.5).items():
+        lo, hi = fit[k + "_ci"]
+        assert lo <= true <= hi, (k, lo, hi)
+    assert fit["rms"] == pytest.approx(np.sqrt(np.mean((f - compare.power_law(fit, x)) ** 2)))
+    assert fit["rms"] < 0.003 * truth.max()  # in loss units, below the noise put in
+    assert compare.fit_power_law(x, f, n_boot=200, seed=0, x0=1e9) == fit  # deterministic for a seed
+    # x0 only rescales beta: default x0 is the geometric mean
+    g = compare.fit_power_law(x, f)
+    assert g["x0"] == pytest.approx(1e9 * 2 ** 2.5)
+    assert g["c"] == pytest.approx(fit["c"], abs=1e-4) and g["eps"] == pytest.approx(fit["eps"], abs=1e-3)
+    np.testing.assert_allclose(compare.power_law(g, x), compare.power_law(fit, x), rtol=1e-4)
+    with pytest.raises(ValueError, match="4 budgets, a fit of 3 parameters needs >= 5"):
+        compare.fit_power_law(np.repeat(x[:4], 3), np.repeat(f[:4], 3))  # seeds do not add budgets
+    with pytest.raises(ValueError, match="x, f > 0"):
+        compare.fit_power_law(x, -f)
+
+
+def test_shared_and_own_recipes_pick_lrs_and_flag_the_edge(tmp_path):
+    # baseline is best at 2e-3 (inside its grid); the variant is best at 1e-3, the smallest it tried
+    for lr, base, rins in [(1e-3, 3.10, 3.00), (2e-3, 3.00, 3.05), (4e-3, 3.20, 3.30)]:
+        for s in (0, 1):
+            write_run(tmp_path, "baseline", BASE, 1e13, s, base + 0.01 * s, lr=lr)
+            write_run(tmp_path, "rins", RINS, 1e13, s, rins + 0.01 * s, lr=lr)
+    done = load(tmp_path)
+    best = compare.best_lrs(done)
+    assert best["baseline", 1e13][0] == 2e-3 and best["rins", 1e13][0] == 1e-3
+    assert best["rins", 1e13][1][4e-3] == pytest.approx(3.305)  # mean over seeds
+    shared, own = compare.recipe(done, "baseline", "shared"), compare.recipe(done, "baseline", "own")
+    assert shared["rins", 1e13][0] == 2e-3 and own["rins", 1e13][0] == 1e-3
+    assert shared["baseline", 1e13][0] == own["baseline", 1e13][0] == 2e-3
+    assert {r["lr"] for r in own["rins", 1e13][1]} == {1e-3} and len(own["rins", 1e13][1]) == 2
+    assert compare.lr_edge(1e-3, best["rins", 1e13][1]) == "edge: best lr is the smallest tried"
+    assert compare.lr_edge(4e-3, best["rins", 1e13][1]) == "edge: best lr is the largest tried"
+    assert compare.lr_edge(2e-3, best["rins", 1e13][1]) == ""
+    assert compare.lr_edge(2e-3, [2e-3]) == "one lr tried"
+    # the variant wins under its own recipe and loses under the baseline's
+    key = compare.loss_key(done)
+    assert key == "test_loss"
+    assert compare.paired_diff(own["rins", 1e13][1], own["baseline", 1e13][1], key)["mean"] == pytest.approx(0.0)
+    assert compare.paired_diff(shared["rins", 1e13][1], shared["baseline", 1e13][1], key)["mean"] == pytest.approx(0.05)
+
+
+def test_paired_interval_equals_hand_computation(tmp_path):
+    # seed effects are large and shared by both arms; the per-seed differences are small and known
+    effect, diff = [0.3, -0.2, 0.1, 0.0], [-0.02, -0.04, -0.01, -0.05]
+    for s, (e, d) in enumerate(zip(effect, diff)):
+        write_run(tmp_path, "baseline", BASE, 1e13, s, 3.0 + e)
+        write_run(tmp_path, "rins", RINS, 1e13, s, 3.0 + e + d)
+    write_run(tmp_path, "rins", RINS, 1e13, 9, 2.0)  # a seed without a baseline partner is not paired
+    runs = load(tmp_path)
+    base, rins = [r for r in runs if r["label"] == "baseline"], [r for r in runs if r["label"] == "rins"]
+    d = compare.paired_diff(rins, base, "test_loss")
+    mean = sum(diff) / 4
+    sd = math.sqrt(sum((x - mean) ** 2 for x in diff) / 3)
+    half = 3.182446 * sd / 2  # t(0.975, 3 dof) * sd / sqrt(4)
+    assert d["n"] == 4 and d["mean"] == pytest.approx(mean)
+    assert d["lo"] == pytest.approx(mean - half, rel=1e-5) and d["hi"] == pytest.approx(mean + half, rel=1e-5)
+    assert d["hi"] < 0  # paired: the shared seed effects cancel, so the interval is tight
+    assert 0.5 < d["p"] <= 1  # unpaired Welch sees the seed effects and no difference
+    assert compare.fmt_diff(d) == f"{mean:+.4f} [{mean - half:+.4f}, {mean + half:+.4f}]"
+    one = compare.paired_diff(rins[:1], base, "test_loss")
+    assert one["n"] == 1 and compare.fmt_diff(one) == f"{diff[0]:+.4f} (one seed: no interval)"
+
+
+def test_crossing_budget_interpolates_in_log_flops():
+    b = [1e12, 1e13, 1e14]
+    mean = np.array([0.02, 0.01, -0.01])  # crosses halfway between 1e13 and 1e14 in log10
+    c = compare.crossing(b, mean, mean - 0.005, mean + 0.005)
+    assert c["at"] == pytest.approx(10 ** 13.5)
+    assert c["lo"] == pytest.approx(10 ** 13.25) and c["hi"] == pytest.approx(10 ** 13.75)
+    assert c["text"].startswith("gets ahead at 3.16e13 FLOPs [95%: 1.78e13, 5.62e13]")
+    # the upper curve never reaches 0: the crossing may lie beyond the largest budget
+    c = compare.crossing(b, mean, mean - 0.005, mean + 0.02)
+    assert c["hi"] == np.inf and c["text"].endswith("> 1e14]")
+    # the lower curve is below 0 everywhere: the crossing may lie before the smallest budget
+    c = compare.crossing(b, mean, mean - 0.03, mean + 0.005)
+    assert c["lo"] == 0 and "[95%: < 1e12, " in c["text"]
+    assert compare.crossing(b, [-0.1, -0.05, -0.01], [-1] * 3, [1] * 3)["text"] == "ahead at every budget up to 1e14"
+    assert compare.crossing(b, [0.1, 0.05, 0.01], [-1] * 3, [1] * 3)["text"] == "no crossing up to 1e14"
+    assert compare.crossing(b, [0.1, -0.05, 0.01], [np.nan] * 3, [np.nan] * 3)["text"].startswith(
+        "falls behind at ")
+
+
+def verdict_sweep(root, seeds, gain=0.05, budgets=(1e13, 2e13), **kw):
+    """Baseline and rins over an lr grid whose best is the middle lr; rins is `gain` better at every budget,
+    with seed noise far below it. kw goes to the rins runs at the middle lr."""
+    for b in budgets:
+        for lr, penalty in [(1e-3, 0.1), (2e-3, 0.0), (4e-3, 0.1)]:
+            for s in seeds:
+                noise = 0.002 * ((s * 7) % 3 - 1)
+                write_run(root, "baseline", BASE, b, s, 3.0 + penalty + noise, lr=lr)
+                write_run(root, "rins", RINS, b, s, 3.0 + penalty + noise - gain + 0.001 * s, lr=lr,
+                          **(kw if lr == 2e-3 else {}))
+    return load(root)
+
+
+def test_verdict_rules(tmp_path):
+    runs = verdict_sweep(tmp_path / "good", seeds=range(3), train_tokens=10 ** 6)
+    for kind in ("shared", "own"):
+        v = compare.verdict(runs, "rins", "baseline", kind)
+        assert v["text"] == "better" and v["budget"] == 2e13, v["text"]
+        assert v["regime"] == pytest.approx((2e7 / 1e4, 2e7 / 1e6))  # tokens/param, epochs
+    v = compare.verdict(verdict_sweep(tmp_path / "worse", range(3), gain=-0.05), "rins", "baseline")
+    assert v["text"] == "worse"
+    v = compare.verdict(verdict_sweep(tmp_path / "two", range(2)), "rins", "baseline")
+    assert v["text"] == "inconclusive (2 paired seed(s) at 2e13, need >= 3)"
+    v = compare.verdict(verdict_sweep(tmp_path / "off", range(3), flops_frac=0.98), "rins", "baseline")
+    assert v["text"].startswith("inconclusive (6 run(s) off budget by > 1%")
+    v = compare.verdict(verdict_sweep(tmp_path / "rise", range(3), tail_rise=0.02), "rins", "baseline")
+    assert "val loss rises over the last 20% of 6 run(s)" in v["text"]
+    v = compare.verdict(verdict_sweep(tmp_path / "noise", range(3), tail_rise=0.01), "rins", "baseline")
+    assert v["text"] == "better"  # a 0.3% wobble is noise
+    v = compare.verdict(verdict_sweep(tmp_path / "open", range(3), done=False), "rins", "baseline")
+    assert "6 run(s) unfinished" in v["text"]
+    # the variant's best lr at the edge only matters for its own recipe
+    runs = verdict_sweep(tmp_path / "edge", range(3))
+    for s in range(3):
+        write_run(tmp_path / "edge", "rins", RINS, 2e13, s, 2.5, lr=8e-3)
+    runs = load(tmp_path / "edge")
+    assert compare.verdict(runs, "rins", "baseline", "shared")["text"] == "better"
+    v = compare.verdict(runs, "rins", "baseline", "own")
+    assert "rins: edge: best lr is the largest tried at 2e13" in v["text"]
+    # a flip seen at the largest budget alone does not count
+    runs = verdict_sweep(tmp_path / "flip", range(3), gain=-0.05, budgets=(1e13,))
+    runs += verdict_sweep(tmp_path / "flip2", range(3), gain=0.05, budgets=(2e13,))
+    v = compare.verdict(runs, "rins", "baseline")
+    assert v["text"] == "inconclusive (the sign flips at 2e13 alone; a flip must hold at >= 2 adjacent budgets)"
+
+
+def exec_config(name):
+    cfg = {}
+    exec(open(os.path.join(HERE, "config", name + ".py")).read(), {}, cfg)
+    return cfg
+
+
+def test_colour_families_follow_the_config():
+    expected = dict(baseline_small="baseline", rins_small="rins", rins3_small="rins", rins_stoch_small="rins",
+                    rins_stoch_adapters_small="rins", rao_small="rao", blockwise_small="sharing",
+                    reverse_small="sharing", ab2_small="sharing", latent_small="latent", latent_lite_small="latent",
+                    degree2_small="other")
+    cfgs = {name: exec_config(name) for name in expected}
+    assert {name: compare.family(cfg) for name, cfg in cfgs.items()} == expected
+    assert compare.family(dict(signature="AB^rC", r=2)) == "latent"  # no injection: still the latent layout
+    assert compare.family(dict(signature="(AB)^r", r=3)) == "rao" and compare.family(dict(signature="AAAB")) == "rins"
+    style = compare.styles([dict(label=name, cfg=cfg) for name, cfg in cfgs.items()])
+    lum = lambda label: sum(style[label]["color"][:3])
+    assert style["baseline_small"]["color"][:3] == (0, 0, 0)
+    blue, red, green, purple = (lambda c: c[2] > c[0] and c[2] > c[1], lambda c: c[0] > c[1] and c[0] > c[2],
+                                lambda c: c[1] > c[0] and c[1] > c[2], lambda c: c[0] > c[1] and c[2] > c[1])
+    for label, want in dict(rins_small=blue, rins3_small=blue, rins_stoch_small=blue, rao_small=red,
+                            blockwise_small=green, ab2_small=green, latent_small=purple).items():
+        assert want(style[label]["color"]), (label, style[label]["color"])
+    assert lum("rins3_small") < lum("rins_small")  # darker for larger r
+    assert style["rins_stoch_small"]["hollow"] and not style["rins3_small"]["hollow"]
+    assert style["rins_stoch_adapters_small"]["marker"] == "^" and style["rins3_small"]["marker"] == "o"
+    assert len({style[l]["color"] for l in style}) == len(style)  # every variant its own shade
+
+
+def test_no_run_regenerates_everything_from_logs(tmp_path, capsys):
+    """A committed sweep (logs only, no checkpoints): 5 budgets, 3 lrs, 3 seeds, with test loss."""
+    budgets = [1e12, 2e12, 4e12, 8e12, 1.6e13]
+    true = dict(baseline=(2.0, 0.3, 3.0), rins=(2.2, 0.35, 2.8))
+    cfgs = dict(baseline=BASE, rins=RINS)
+    for v, (beta, c, eps) in true.items():
+        for b in budgets:
+            for lr, penalty in [(1e-3, 0.05), (2e-3, 0.0), (4e-3, 0.08)]:
+                for s in range(3):
+                    write_run(tmp_path / "sweep", v, cfgs[v], b, s, beta * (b / 1e12) ** -c + eps + penalty
+                              + 0.002 * (s - 1), lr=lr, train_tokens=10 ** 6)
+    compare.main(["--out", str(tmp_path / "sweep"), "--no-run", "--n_boot", "20", "--label", "rins=RINS A2B"])
+    out = tmp_path / "sweep"
+    for name in ("loss_vs_flops", "loss_vs_tokens", "final_loss", "loss_vs_r_eval", "scaling_fit_flops",
+                 "scaling_fit_tokens"):
+        p = out / f"{name}.png"
+        assert p.read_bytes()[:4] == b"\x89PNG" and p.stat().st_size > 5000, name
+    md = (out / "results.md").read_text()
+    assert md in capsys.readouterr().out  # tables printed too
+    assert "losses compared on the test split" in md and "## Learning rate" in md
+    sections = md.split("\n## ")
+    diff_rows = {s.split(",")[1].split(":")[0].strip(): [l for l in s.splitlines() if l.startswith("| RINS A2B |")]
+                 for s in sections if s.startswith("Δ test loss")}
+    assert set(diff_rows) == {"shared recipe", "own recipe"}
+    for b, row in zip(budgets, diff_rows["shared recipe"]):
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        want = true["rins"][0] * (b / 1e12) ** -0.35 + 2.8 - (2.0 * (b / 1e12) ** -0.3 + 3.0)
+        assert cells[1] == compare.fmt_budget(b) and cells[2] == "0.002" and cells[3] == "3"
+        assert cells[4].startswith(f"{want:+.4f} [")  # every seed differs by the same amount: a zero-width interval
+        assert cells[6] == f"{b / 1e6 / 1e4:.0f}" and cells[7] == f"{b / 1e6 / 1e6:.3g}"  # tokens/param, epochs
+    row = next(l for l in md.splitlines() if l.startswith("| RINS A2B | 1.6e13 | 0.002 | 3 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    want = true["rins"][0] * 16 ** -0.35 + 2.8 + 0.05  # the test split: val + 0.05 in write_run
+    half = 4.302653 * 0.002 / math.sqrt(3)  # t(0.975, 2 dof) * sd / sqrt(3) of seeds at -0.002, 0, +0.002
+    assert cells[5] == f"{want:.4f} ± {half:.4f}" and cells[8] == "1600" and cells[9] == "16"  # tokens/param, epochs
+    assert cells[10] == "20%" and cells[11] == "1.55, 3"  # clipped: half the steps of 40%; grad norm mean, max
+    assert cells[12] == f"{want + 0.5:.4f}" and cells[13] == f"{want:.4f}"  # test loss at r_eval=1 and r_train=2
+    assert "| RINS A2B | shared | gets ahead at " in md
+    assert "| RINS A2B | shared | better | 1.6e13 |" in md
+    fit_rows = [l for l in sections[-1].splitlines() if l.startswith("| RINS A2B |")]
+    assert len(fit_rows) == 2 and all(float(l.strip("|").split("|")[-1]) < 0.01 for l in fit_rows)  # rms in loss
+
+
+def test_too_few_budgets_refuse_the_fit_in_results(tmp_path):
+    for v, cfg in dict(baseline=BASE, rins=RINS).items():
+        for b in (1e12, 2e12, 4e12):
+            for s in (0, 1):
+                write_run(tmp_path / "sweep", v, cfg, b, s, 3.0 + (b / 1e12) ** -0.3 + 0.01 * s)
+    compare.main(["--out", str(tmp_path / "sweep"), "--no-run", "--n_boot", "0"])
+    md = (tmp_path / "sweep" / "results.md").read_text()
+    assert "- rins: no fit: 3 budget(s), a fit of 3 parameters needs >= 5" in md
+    assert "| rins | flops |" not in md
+    assert "One lr per variant and budget" in md
+    assert "inconclusive (baseline: one lr tried at 1e12, 2e12, 4e12; 2 paired seed(s) at 4e12, need >= 3)" in md
+    with pytest.raises(SystemExit, match="--baseline nope is not a variant here"):
+        compare.main(["--out", str(tmp_path / "sweep"), "--no-run", "--baseline", "nope"])
