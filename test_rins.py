@@ -29,8 +29,8 @@ import compare
 import prepare
 from checkpoint import load_checkpoint, load_model_state
 from model import GPT, GPTConfig, KVCache, SigLIP, SigLIPConfig, ViT, ViTConfig, parse_signature, sigmoid_loss
-from prepare import (CAPTION_LEN, CAPTION_VOCAB, CLASS_NAMES, FASHION_CLASSES, HELDOUT_TEMPLATES, TRAIN_TEMPLATES,
-                     captions, encode_captions, zero_shot_prompts)
+from vision import (CAPTION_LEN, CAPTION_VOCAB, CLASS_NAMES, FASHION_CLASSES, HELDOUT_TEMPLATES, TRAIN_TEMPLATES,
+                    captions, encode_captions, zero_shot_prompts)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TINY = dict(n_layer=4, n_head=2, n_embd=32, block_size=16, vocab_size=64)
