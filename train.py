@@ -169,9 +169,8 @@ def load_tokens(split: str) -> np.memmap:
 
 
 def to_device(*tensors):
-    if device_type == "cuda":
-        return tuple(t.pin_memory().to(device, non_blocking=True) for t in tensors)
-    return tuple(t.to(device) for t in tensors)
+    pin = device_type == "cuda"  # pinned host memory lets the copy overlap compute
+    return tuple((t.pin_memory() if pin else t).to(device, non_blocking=pin) for t in tensors)
 
 
 def get_batch(split: str, generator: torch.Generator):
@@ -212,12 +211,9 @@ if task == "lm":
         test_batches = [get_batch("test", test_gen) for _ in range(eval_iters)]
 else:  # siglip draws fresh captions per batch
     try:
-        arrays = {f"{s}_{k}": np.load(os.path.join(data_path, f"{s}_{k}.npy")) for s in ("train", "val")
-                  for k in ("images", "labels")}
-    except FileNotFoundError as e:
-        fail(f"{e.filename} is missing; task='{task}' needs images: python prepare.py fashion_mnist")
-    if task == "siglip" and meta.get("classes") != vision.FASHION_CLASSES:
-        fail(f"task='siglip' has captions for Fashion-MNIST's classes only, not {meta.get('classes')}")
+        arrays = vision.load(data_path, task, meta.get("classes"))
+    except ValueError as e:
+        fail(str(e))
     image_size = arrays["train_images"].shape[1]
     data_args = {"image_size": image_size, "channels": 1} | (
         {"num_classes": len(meta["classes"])} if task == "vit"
@@ -357,25 +353,9 @@ def save(rng: list):
              "free space or fix out_dir, then resume")
 
 
-def by_r(values: dict) -> dict:
-    return {str(k): v for k, v in values.items()}
-
-
-def log_eval(event: str, losses: dict, lr: float, train_loss: float | None, ms_per_iter: float, elapsed: float,
-             accs: dict, grads: dict, test: dict | None) -> dict:
-    record = {"event": event, "iter": iter_num, "tokens": iter_num * tokens_per_iter, "flops": flops_done, "lr": lr,
-              "train_loss": train_loss, "val_loss": losses[train_r], "ms_per_iter": ms_per_iter,
-              "elapsed_s": elapsed} | grads
-    recursive = train_r is not None
-    record |= {"val_loss_r": by_r(losses)} if recursive else {}
-    if test:
-        record |= {"test_loss": test[train_r]} | ({"test_loss_r": by_r(test)} if recursive else {})
-    if accs:  # image tasks
-        name = "val_acc" if task == "vit" else "zeroshot_acc"
-        record |= {name: accs[train_r]} | ({f"{name}_r": by_r(accs)} if recursive else {})
-    with open(log_path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-    return record
+def by_r(name: str, values: dict) -> dict:
+    """A log entry at the trained depth, and for recursive models one at every scored depth."""
+    return {name: values[train_r]} | ({f"{name}_r": {str(k): v for k, v in values.items()}} if train_r else {})
 
 
 # --- the run table and the log's start line ---
@@ -423,7 +403,7 @@ skip_eval = init_from == "resume"  # the checkpoint was written right after this
 saved_iter = iter_num if init_from == "resume" else None  # the iteration ckpt.pt holds
 loss_sum, loss_count, t_log, it_log = 0.0, 0, time.time(), iter_num
 grad_norms = []  # pre-clip global gradient norms since the last eval: shared blocks sum their applications' gradients
-ms_per_iter, lr = 0.0, get_lr(iter_num)
+ms_per_iter = 0.0
 while True:
     lr = get_lr(iter_num)
     for group in optimizer.param_groups:
@@ -442,8 +422,13 @@ while True:
                  } if grad_norms else {}
         grad_norms = []
         if master:
-            record = log_eval("done" if last else "eval", losses, lr, train_loss, ms_per_iter, time.time() - start,
-                              accs, grads, test)
+            record = ({"event": "done" if last else "eval", "iter": iter_num, "tokens": iter_num * tokens_per_iter,
+                       "flops": flops_done, "lr": lr, "train_loss": train_loss, "ms_per_iter": ms_per_iter,
+                       "elapsed_s": time.time() - start} | grads | by_r("val_loss", losses)
+                      | (by_r("test_loss", test) if test else {})
+                      | (by_r("val_acc" if task == "vit" else "zeroshot_acc", accs) if accs else {}))
+            with open(log_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
             shown = ", ".join(f"r={k} {v:.4f}" for k, v in record.get("val_loss_r", {}).items())
             print(f"eval iter {iter_num}: val loss {record['val_loss']:.4f}" + (f" ({shown})" if shown else "")
                   + (f", train loss {train_loss:.4f}" if train_loss else "") + f", {flops_done:.3g} FLOPs"

@@ -7,6 +7,7 @@ the style random. Zero-shot prompts put each class's first name into HELDOUT_TEM
 training never uses; their words missing from training captions become <unk>.
 """
 
+import os
 import random
 
 import numpy as np
@@ -59,6 +60,19 @@ def encode_captions(texts, length=CAPTION_LEN):
             raise ValueError(f"caption {text!r} has {len(words)} words; 1 to {length} fit")
         row[:len(words)] = [ids.get(w, 1) for w in words]
     return out
+
+
+def load(data_path: str, task: str, classes) -> dict:
+    """{split}_images (N, H, W) uint8 and {split}_labels (N,) for train and val; a missing file or classes that
+    have no captions raise ValueError saying what to do."""
+    try:
+        arrays = {f"{s}_{k}": np.load(os.path.join(data_path, f"{s}_{k}.npy")) for s in ("train", "val")
+                  for k in ("images", "labels")}
+    except FileNotFoundError as e:
+        raise ValueError(f"{e.filename} is missing; task='{task}' needs images: python prepare.py fashion_mnist")
+    if task == "siglip" and classes != FASHION_CLASSES:
+        raise ValueError(f"task='siglip' has captions for Fashion-MNIST's classes only, not {classes}")
+    return arrays
 
 
 def prompt_ids() -> torch.Tensor:
