@@ -31,9 +31,9 @@ def _type_name(types: tuple) -> str:
     return " or ".join(t.__name__ for t in types)
 
 
-def _documented(path: str) -> dict[str, tuple[str, str]]:
-    """key -> (section, comment) for the script's top-level assignments: the comment on the assignment's
-    line, else the comment lines directly above it; the latest '# --- name ---' line names the section."""
+def _documented(path: str) -> tuple[str, dict[str, tuple[str, str]]]:
+    """The script's docstring, and key -> (section, comment) for its top-level assignments: the comment on the
+    assignment's line, else the comment lines directly above it; the latest '# --- name ---' line names the section."""
     with open(path) as f:
         source = f.read()
     own_line, above = {}, {}  # line -> comment after code / comment alone on its line
@@ -41,28 +41,25 @@ def _documented(path: str) -> dict[str, tuple[str, str]]:
         if tok.type == tokenize.COMMENT:
             alone = not tok.line[:tok.start[1]].strip()
             (above if alone else own_line)[tok.start[0]] = tok.string
-    docs = {}
-    for node in ast.parse(source).body:
+    tree, docs = ast.parse(source), {}
+    for node in tree.body:
         if not (isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)):
             continue
-        key = node.targets[0].id
-        section = next((" ".join(filter(None, m.groups())) for line in sorted(above, reverse=True) if line < node.lineno
-                        and (m := SECTION.match(above[line]))), "")
+        section = next((" ".join(filter(None, m.groups())) for line in sorted(above, reverse=True)
+                        if line < node.lineno and (m := SECTION.match(above[line]))), "")
         comment, line = own_line.get(node.lineno, ""), node.lineno - 1
-        while not comment and line in above and not SECTION.match(above[line]) and not above[line].startswith("# --"):
+        while not comment and line in above and not above[line].startswith("# --"):
             comment, line = " ".join(filter(None, (above[line], comment))), line - 1
-        docs.setdefault(key, (section, " ".join(comment.lstrip("# ").split())))
-    return docs
+        docs.setdefault(node.targets[0].id, (section, " ".join(comment.lstrip("# ").split())))
+    return ast.get_docstring(tree) or "", docs
 
 
 def _help(defaults: dict, keys: dict, types: dict, prog: str) -> str:
     """The script's docstring, then every key under its section: current value, type, comment, and the default
     where a config file or override changed it."""
-    path = defaults.get("__file__")
-    docs = _documented(path) if path else {}
-    with open(path or __file__) as f:
-        lines = [(ast.get_docstring(ast.parse(f.read())) or "").strip() if path else ""]
-    lines.append(f"\nusage: python {prog} [config_file.py ...] [--key=value ...] [--help]")
+    path = defaults.get("__file__")  # a globals() dict names its script; a plain dict (bench.py's) has no comments
+    docstring, docs = _documented(path) if path else ("", {})
+    lines = [docstring, f"\nusage: python {prog} [config_file.py ...] [--key=value ...] [--help]"]
     show = lambda v: f"{v:g}" if type(v) is float and abs(v) >= 1e6 else repr(v)  # noqa: E731 (1e+15, not 1000...0.0)
     for section in dict.fromkeys(docs.get(k, ("other",))[0] for k in keys):
         lines.append(f"\n{section}")

@@ -53,7 +53,7 @@ def test_help_lists_every_key_with_default_type_and_comment(script, sections, fl
     assert p.returncode == 0 and not p.stderr, p.stderr
     headers = [line.split()[0] for line in p.stdout.splitlines() if line and not line[0].isspace()]
     assert [h for h in headers if h in sections] == sections, headers
-    lines, docs = key_lines(p.stdout), _documented(os.path.join(HERE, script))
+    lines, docs = key_lines(p.stdout), _documented(os.path.join(HERE, script))[1]
     for key, default in defaults(script).items():
         value, kind = lines[key].split()[1:3]
         assert value == (f"{default:g}" if isinstance(default, float) and default >= 1e6 else repr(default)), key
