@@ -241,12 +241,12 @@ except ValueError as e:
 if ckpt is not None:
     load_model_state(model, ckpt["model"], ckpt_path)
 model.to(device)
-recursion = model.recursion  # the execution plan: the only object below that knows the recursion API
-sampled = recursion.cfg.round_sampler != "fixed"  # a new r drawn for every optimizer step
-train_r = recursion.cfg.r if recursion.recursive else None  # stochastic runs are scored at their full r
+plan = model.recursion  # the execution plan: its r, its sampler and every depth it may run at
+sampled = plan.cfg.round_sampler != "fixed"  # a new r drawn for every optimizer step
+train_r = plan.cfg.r if plan.recursive else None  # stochastic runs are scored at their full r
 for extra_r in eval_r if train_r else []:
     try:
-        recursion.rounds(extra_r)
+        plan.rounds(extra_r)
     except ValueError as e:
         fail(f"eval_r={eval_r}: {e}")
 rs = sorted({train_r, *eval_r}) if train_r else [None]  # the depths every eval scores
@@ -362,7 +362,7 @@ def by_r(name: str, values: dict) -> dict:
 n_params, n_extra = raw_model.get_num_params(), raw_model.get_num_extra_params()
 log_path = os.path.join(out_dir, "log.jsonl")
 if master:
-    plan_text = recursion.describe() + (f", in the {rins_tower} tower(s)" if task == "siglip" and train_r else "")
+    plan_text = plan.describe() + (f", in the {rins_tower} tower(s)" if task == "siglip" and train_r else "")
     planned = max_iters * flops_per_iter
     rows = [("overrides", ", ".join(f"{k}={v!r}" for k, v in overridden.items()) or "none (train.py defaults)"),
             ("device", f"{device_name} ({dtype}, {world_size} process{'es' if world_size > 1 else ''})"),
@@ -378,7 +378,7 @@ if master:
     print("\n".join(f"{k:>20}: {v}" for k, v in rows))
     if sampled:
         print(f"{'training rounds':>20}: "
-              + ", ".join(f"P({k})={p:.3f}" for k, p in recursion.round_probs.items() if p > 5e-4))
+              + ", ".join(f"P({k})={p:.3f}" for k, p in plan.round_probs.items() if p > 5e-4))
 if master and not dry_run:
     try:
         os.makedirs(out_dir, exist_ok=True)
@@ -445,7 +445,7 @@ while True:
     skip_eval = False
     if last:
         break
-    step_r = recursion.sample_rounds(r_gen) if sampled else None
+    step_r = plan.sample_rounds(r_gen) if sampled else None
     for micro_step in range(gradient_accumulation_steps):
         x, y = get_batch("train", data_gen)
         if ddp:  # all-reduce gradients once, on the last micro-step
