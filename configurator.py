@@ -1,8 +1,9 @@
 """
 nanoGPT-style configuration: a script's defaults are its globals; a bare argument names a config
 file (plain Python assignments) and --key=value overrides one key. Unknown keys and values of the
-wrong type are refused with one line naming the key and what is allowed. --help (or -h) lists every
-key with its current value, type and the comment beside (or above) its default in the script.
+wrong type are refused with one line naming the key and what is allowed; check() then applies the
+script's table of allowed values. --help (or -h) lists every key with its current value, type and
+the comment beside (or above) its default in the script, grouped under its '# --- name ---' lines.
 
     python train.py config/rins_small.py --batch_size=32 --eval_r=[1,2,3]
     python train.py config/rins_small.py --help

@@ -55,7 +55,7 @@ dropout = 0.0  # dropout probability in attention and MLP
 bias = False  # biases in linear layers and LayerNorms
 patch_size = 7  # vit/siglip: square patches (28x28 images -> 16 patches)
 # --- recursion --- (RecursionConfig in model.py)
-signature = "AB"  # AB = baseline, A^rB = RINS, (AB)^r = RAO, AB^rC = latent recurrence, ...
+signature = "AB"  # AB = baseline, A^rB = RINS, (AB)^r = RAO, AB^rC = latent, blockwise, reverse, ...
 r = 1  # rounds of the signature's '^r' unit (round_sampler 'poisson': their mean)
 degree = 1  # fractal substitution depth: each letter becomes the whole signature again
 partition = ""  # layers per letter as ratios, e.g. '1:2:1'; empty = equal slices
@@ -102,7 +102,7 @@ CHECKS = {  # key: (">=", min) | ("[)", (lo, hi)): lo <= value < hi | ("in", cho
     "batch_size": (">=", 1), "block_size": (">=", 1),
     "n_layer": (">=", 1), "n_head": (">=", 1), "n_embd": (">=", 1), "dropout": ("[)", (0, 1)),
     "bias": ("in", (False, True)), "patch_size": (">=", 1),
-    "signature": ("re", (r"[A-Z()^r\d]+", "letters with one '^r' unit or '^N' powers, e.g. AB, A^rB, (AB)^r")),
+    "signature": ("re", (r"\S+", "a signature such as AB, A^rB, (AB)^r")),  # model.py checks its grammar
     "r": (">=", 1), "degree": (">=", 1),
     "partition": ("re", (r"(\d+(:\d+)*)?", "colon-separated positive integers, one per letter (e.g. 1:2:1), or ''")),
     "round_sampler": ("in", ("fixed", "binomial", "poisson")), "stochastic_p": ("[)", (0, 1)),
