@@ -60,7 +60,7 @@ overrides = [a for a in sys.argv[1:] if a.startswith("--")]
 
 def load(path):
     cfg = dict(defaults)
-    configure(cfg, ([path] if path else []) + overrides, "bench.py")
+    configure(cfg, ([path] if path else []) + overrides, "bench.py", types={"compile": (bool, str)})
     return cfg
 
 
@@ -81,6 +81,8 @@ if device == "auto":
 device_type = "cuda" if device.startswith("cuda") else device
 if dtype == "auto":
     dtype = "bfloat16" if device_type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
+if run["compile"] == "auto":  # as train.py: on for CUDA only
+    run["compile"] = device_type == "cuda"
 if run["timer"] not in ("wall", "cpu") or (run["timer"] == "cpu" and device_type != "cpu"):
     sys.exit(f"bench.py: timer='{run['timer']}' must be 'wall', or 'cpu' on device cpu")
 clock = time.process_time if run["timer"] == "cpu" else time.perf_counter

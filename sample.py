@@ -14,30 +14,40 @@ import sys
 import torch
 
 from checkpoint import load_checkpoint, load_model_state
-from configurator import configure
+from configurator import check, configure
 from model import GPT, GPTConfig
-from prepare import load_tokenizer
+from tokenizer import load_tokenizer
 
 # -----------------------------------------------------------------------------
+# --- checkpoint ---
 out_dir = "out"  # directory holding ckpt.pt (from train.py)
-start = "\n"  # prompt, or "FILE:path" to read it from a file
-num_samples = 3
-max_new_tokens = 300
-temperature = 0.8  # 0 = greedy
-top_k = 200
 r = 0  # recursion rounds at inference; 0 = the depth the model was trained with
-use_cache = True
-seed = 1337
-device = "cpu"
+# --- sampling ---
+start = "\n"  # prompt, or "FILE:path" to read it from a file
+num_samples = 3  # independent samples, each printed after the prompt
+max_new_tokens = 300  # tokens generated per sample
+temperature = 0.8  # divides the logits: < 1 sharper, > 1 flatter; 0 = greedy
+top_k = 200  # sample among the k most likely tokens only
+seed = 1337  # seeds the sampling, so equal seeds give equal samples
+# --- system ---
+use_cache = True  # KV cache, one entry per application in the plan (False: recompute the whole context per token)
+device = "cpu"  # cpu, cuda, cuda:N or mps
 # -----------------------------------------------------------------------------
+_config_keys = [k for k, v in globals().items() if not k.startswith("_") and isinstance(v, (int, float, str, list))]
 configure(globals(), sys.argv[1:], "sample.py")
-if num_samples < 1 or max_new_tokens < 0 or temperature < 0 or top_k < 1 or r < 0:
-    raise SystemExit(f"sample.py: need num_samples >= 1, max_new_tokens >= 0, temperature >= 0, top_k >= 1, r >= 0 "
-                     f"(got {num_samples}, {max_new_tokens}, {temperature}, {top_k}, {r})")
+CHECKS = {  # every key's allowed values (see configurator.check)
+    "out_dir": ("re", (r".+", "a non-empty path")), "r": (">=", 0), "start": ("re", (r"(?s).+", "a non-empty prompt")),
+    "num_samples": (">=", 1), "max_new_tokens": (">=", 0), "temperature": (">=", 0), "top_k": (">=", 1),
+    "seed": (">=", 0), "use_cache": ("in", (False, True)),
+    "device": ("re", (r"cpu|mps|cuda(:\d+)?", "one of cpu, cuda, cuda:N, mps")),
+}
+if problems := check({k: globals()[k] for k in _config_keys}, CHECKS, "sample.py"):
+    raise SystemExit("\n".join(problems))
 try:
     torch.empty(0, device=device)
 except (RuntimeError, AssertionError) as e:
-    raise SystemExit(f"sample.py: device='{device}' is not usable here ({str(e).splitlines()[0][:80]}); use cpu, cuda, cuda:N or mps")
+    raise SystemExit(f"sample.py: device='{device}' is not usable here ({str(e).splitlines()[0][:80]}); "
+                     "use cpu, cuda, cuda:N or mps")
 torch.manual_seed(seed)
 
 ckpt_path = os.path.join(out_dir, "ckpt.pt")
@@ -48,9 +58,9 @@ except (TypeError, ValueError) as e:
     raise SystemExit(f"sample.py: {ckpt_path} has model_args this model.py cannot build ({e})")
 load_model_state(model, ckpt["model"], ckpt_path)
 model.eval().to(device)
-depth = r or None
+r = r or None  # None: the depth it was trained with
 try:
-    print(model.recursion.describe(depth))
+    print(model.recursion.describe(r))
 except ValueError as e:
     raise SystemExit(f"sample.py: {e}")
 
@@ -59,7 +69,8 @@ try:
     with open(meta_path) as f:
         encode, decode = load_tokenizer(json.load(f))
 except FileNotFoundError:
-    raise SystemExit(f"sample.py: the tokenizer description {meta_path} is missing; run prepare.py {ckpt['config']['dataset']} again")
+    raise SystemExit(f"sample.py: the tokenizer description {meta_path} is missing; "
+                     f"run prepare.py {ckpt['config']['dataset']} again")
 except (ValueError, KeyError, TypeError) as e:  # invalid JSON or a meta.json without the tokenizer's fields
     raise SystemExit(f"sample.py: {meta_path} is not a valid tokenizer description ({type(e).__name__}: {e}); "
                      f"run prepare.py {ckpt['config']['dataset']} again")
@@ -68,16 +79,17 @@ if start.startswith("FILE:"):
         with open(start[5:], encoding="utf-8") as f:
             start = f.read()
     except (OSError, UnicodeDecodeError) as e:
-        raise SystemExit(f"sample.py: cannot read the prompt file '{start[5:]}' ({e}); give --start=FILE:path to a UTF-8 text file")
+        raise SystemExit(f"sample.py: cannot read the prompt file '{start[5:]}' ({e}); "
+                         "give --start=FILE:path to a UTF-8 text file")
 try:
     ids = encode(start)
 except KeyError as e:  # a character-level vocabulary has no entry for it
-    raise SystemExit(f"sample.py: the start prompt contains {e.args[0]!r}, which is not in the training data's vocabulary; "
-                     "use only characters the model has seen")
+    raise SystemExit(f"sample.py: the start prompt contains {e.args[0]!r}, which is not in the training data's "
+                     "vocabulary; use only characters the model has seen")
 if not ids:
     raise SystemExit("sample.py: the start prompt encodes to no tokens; give at least one character")
 x = torch.tensor(ids, dtype=torch.long, device=device)[None, ...]
 for _ in range(num_samples):
-    y = model.generate(x, max_new_tokens, temperature=temperature, top_k=top_k, r=depth, use_cache=use_cache)
+    y = model.generate(x, max_new_tokens, temperature=temperature, top_k=top_k, r=r, use_cache=use_cache)
     print(decode(y[0].tolist()))
     print("---------------")

@@ -29,8 +29,8 @@ import compare
 import prepare
 from checkpoint import load_checkpoint, load_model_state
 from model import GPT, GPTConfig, KVCache, SigLIP, SigLIPConfig, ViT, ViTConfig, parse_signature, sigmoid_loss
-from prepare import (CAPTION_LEN, CAPTION_VOCAB, CLASS_NAMES, FASHION_CLASSES, HELDOUT_TEMPLATES, TRAIN_TEMPLATES,
-                     captions, encode_captions, zero_shot_prompts)
+from vision import (CAPTION_LEN, CAPTION_VOCAB, CLASS_NAMES, FASHION_CLASSES, HELDOUT_TEMPLATES, TRAIN_TEMPLATES,
+                    captions, encode_captions, zero_shot_prompts)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TINY = dict(n_layer=4, n_head=2, n_embd=32, block_size=16, vocab_size=64)
@@ -1087,7 +1087,7 @@ BAD_INPUTS = {
     "bad_device": (lambda w: T(w, "--device=tpu"), ["device='tpu'", "cpu, cuda"]),
     "zero_batch": (lambda w: T(w, "--batch_size=0"), ["batch_size=0", ">= 1"]),
     "heads_not_dividing": (lambda w: T(w, "--n_embd=15"), ["n_embd=15", "divisible by n_head=2"]),
-    "negative_lr": (lambda w: T(w, "--learning_rate=-1"), ["learning rate: -1", "learning_rate >= 0"]),
+    "negative_lr": (lambda w: T(w, "--learning_rate=-1"), ["learning_rate=-1", "learning_rate >= 0"]),
     "zero_eval_interval": (lambda w: T(w, "--eval_interval=0"), ["eval_interval", ">= 1"]),
     "signature_order": (lambda w: T(w, "--signature=A^rX"), ["bad signature 'A^rX'", "alphabetical", "e.g. AB, A^rB"]),
     "signature_unclosed": (lambda w: T(w, "--signature=(AB"), ["unclosed '('", "e.g. AB, A^rB"]),
@@ -1095,7 +1095,7 @@ BAD_INPUTS = {
     "r_zero": (lambda w: T(w, "--signature=A^rB", "--r=0"), ["r=0", "r >= 1"]),
     "r_on_baseline": (lambda w: T(w, "--r=2"), ["no '^r' unit", "A^rB"]),
     "bad_round_sampler": (lambda w: T(w, "--signature=A^rB", "--round_sampler=uniform"), ["'uniform'", "fixed, binomial, poisson"]),
-    "bad_partition": (lambda w: T(w, "--signature=A^rB", "--partition=1:x"), ["partition '1:x'", "one positive integer per letter"]),
+    "bad_partition": (lambda w: T(w, "--signature=A^rB", "--partition=1:x"), ["partition='1:x'", "one per letter"]),
     "eval_r_zero": (lambda w: T(w, "--signature=A^rB", "--r=2", "--eval_r=[0]"), ["eval_r=[0]", "at least 1"]),
     "eval_r_float": (lambda w: T(w, "--signature=A^rB", "--r=2", "--eval_r=[1.5]"), ["eval_r=[1.5]", "whole number"]),
     "data_dir_missing": (lambda w: T(w, "--data_dir=/nonexistent"), ["no prepared dataset at /nonexistent/tiny", "prepare.py"]),
@@ -1121,7 +1121,7 @@ BAD_INPUTS = {
                              ["does not fit", "missing tensor transformer.h.2.", "model_args"]),
     "sample_other_width": (lambda w: ["sample.py", f"--out_dir={w['args_wide']}"], ["wte.weight has shape (16, 16)", "expects (16, 32)"]),
     "sample_tokenizer_gone": (lambda w: ["sample.py", f"--out_dir={w['meta_gone']}"], ["gone/tiny/meta.json is missing", "prepare.py"]),
-    "sample_bad_num": (lambda w: ["sample.py", f"--out_dir={w['trained']}", "--num_samples=0"], ["num_samples >= 1", "(got 0,"]),
+    "sample_bad_num": (lambda w: ["sample.py", f"--out_dir={w['trained']}", "--num_samples=0"], ["num_samples=0", "num_samples >= 1"]),
     "sample_r_on_baseline": (lambda w: ["sample.py", f"--out_dir={w['trained']}", "--r=2"], ["r=2", "no '^r' unit"]),
     "sample_unknown_char": (lambda w: ["sample.py", f"--out_dir={w['trained']}", "--start=XYZ"], ["'X'", "vocabulary"]),
     "sample_prompt_file": (lambda w: ["sample.py", f"--out_dir={w['trained']}", "--start=FILE:/nonexistent"],

@@ -4,6 +4,7 @@ Train a nanoRINS model, compute-matched: give it a FLOP budget and it derives it
     python train.py config/rins_small.py                      # one CPU or GPU
     python train.py config/baseline_small.py --flop_budget=2e14
     torchrun --standalone --nproc_per_node=4 train.py config/rins_small.py
+    python train.py config/rins_small.py --help               # every key: value, type, meaning
 
 Every eval appends one JSON line to out_dir/log.jsonl (read by compare.py); ckpt.pt always holds
 the latest complete state, and --init_from=resume continues the same run bit for bit.
@@ -13,7 +14,6 @@ import json
 import math
 import os
 import platform
-import random
 import subprocess
 import sys
 import time
@@ -25,95 +25,109 @@ import torch
 from torch.distributed import destroy_process_group, init_process_group
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+import vision  # a module, so its constants never become config keys
 from checkpoint import load_checkpoint, load_model_state, save_checkpoint
-from configurator import configure
+from configurator import check, configure
 from model import GPT, Block, GPTConfig, SigLIP, SigLIPConfig, ViT, ViTConfig
-import prepare  # siglip's captions; a module, so its constants never become config keys
 
 # -----------------------------------------------------------------------------
 # default config: the "small" family shared by every config/*_small.py (8 layers, d=256, GPT-2 BPE on the
 # english corpus, 1e15 training FLOPs); config files and --key=value override these
-# I/O
-out_dir = "out"
+# --- I/O ---
+out_dir = "out"  # ckpt.pt and log.jsonl go here
 eval_interval = 250  # iterations between evals (and checkpoints); the last iteration is always evaluated
-log_interval = 10
+log_interval = 10  # iterations between progress lines (loss, ms/iter, tok/s, MFU, ETA)
 eval_iters = 20  # validation batches per eval: the same fixed batches at every eval and in every run
 init_from = "scratch"  # 'scratch' or 'resume' (from out_dir/ckpt.pt)
 dry_run = False  # print the run table (plan, FLOPs/token, tokens, iterations) and exit without training
-# data
-task = "lm"  # 'lm': a GPT on {train,val}.bin; images (dataset fashion_mnist): 'vit' classifies, 'siglip' pairs with captions
-dataset = "english"  # data/<dataset>/{train,val}.bin + meta.json, written by prepare.py
-data_dir = "data"
-gradient_accumulation_steps = 1
-batch_size = 16  # sequences per micro-step (per process)
-block_size = 256
-# model (see GPTConfig / RecursionConfig in model.py)
-n_layer = 8
-n_head = 4
-n_embd = 256
-dropout = 0.0
-bias = False
-signature = "AB"  # AB = baseline, A^rB = RINS, (AB)^r = RAO, ...
-r = 1
-degree = 1
-partition = ""
-round_sampler = "fixed"
-stochastic_p = 0.5
-bptt_rounds = 0
-injection = "none"
-state_init = "input"
-adapter = "none"
-adapter_rank = 0
+# --- data ---
+task = "lm"  # 'lm': a GPT on {train,val}.bin; fashion_mnist images: 'vit' classifies, 'siglip' pairs with captions
+dataset = "english"  # data_dir/<dataset>/{train,val}.bin + meta.json, written by prepare.py
+data_dir = "data"  # the folder prepare.py wrote its datasets to
+gradient_accumulation_steps = 1  # micro-steps per optimizer step
+batch_size = 16  # sequences (or images) per micro-step, per process
+block_size = 256  # context length in tokens
+# --- model --- (GPTConfig / ViTConfig / SigLIPConfig in model.py)
+n_layer = 8  # physical blocks
+n_head = 4  # attention heads per block
+n_embd = 256  # width of the residual stream
+dropout = 0.0  # dropout probability in attention and MLP
+bias = False  # biases in linear layers and LayerNorms
 patch_size = 7  # vit/siglip: square patches (28x28 images -> 16 patches)
+# --- recursion --- (RecursionConfig in model.py)
+signature = "AB"  # AB = baseline, A^rB = RINS, (AB)^r = RAO, AB^rC = latent, blockwise, reverse, ...
+r = 1  # rounds of the signature's '^r' unit (round_sampler 'poisson': their mean)
+degree = 1  # fractal substitution depth: each letter becomes the whole signature again
+partition = ""  # layers per letter as ratios, e.g. '1:2:1'; empty = equal slices
+round_sampler = "fixed"  # training rounds: 'fixed' | 'binomial' (stochastic RINS) | 'poisson' (latent)
+stochastic_p = 0.5  # binomial: each extra round is skipped with this probability
+bptt_rounds = 0  # backprop through only the last k rounds (0 = all)
+injection = "none"  # the input added to each round's state: 'none' | 'add' | 'concat'
+state_init = "input"  # first state of the unit: 'input' (the stream) | 'noise' (latent recurrence)
+adapter = "none"  # linear adapters after each round: 'none' | 'per_round' | 'per_count'
+adapter_rank = 0  # adapter size: 0 = full d x d, k > 0 = rank-k factors
 rins_tower = "image"  # siglip: the tower(s) the recursion fields apply to, 'image' | 'text' | 'both'; others run AB
 eval_r = [1]  # extra inference depths evaluated on recursive models (val_loss_r in the log)
-# optimizer: AdamW with warmup then cosine decay to min_lr at this run's own last iteration
-learning_rate = 1e-3
-min_lr = 1e-4
-warmup_iters = 100
+# --- training --- AdamW with warmup then cosine decay to min_lr at this run's own last iteration
+learning_rate = 1e-3  # peak learning rate, after warmup
+min_lr = 1e-4  # learning rate at the last iteration
+warmup_iters = 100  # linear warmup (a run set by flop_budget caps it at a tenth of its iterations)
 max_iters = 2000  # used only with --flop_budget=0
 flop_budget = 1e15  # total training FLOPs; > 0 sets max_iters = budget / (FLOPs per iteration)
-weight_decay = 0.1
-beta1 = 0.9
-beta2 = 0.95
-grad_clip = 1.0
-# system
-device = "auto"  # 'auto' picks cuda, then mps, then cpu
-dtype = "auto"  # 'auto': bfloat16 autocast on GPUs that support it, else float32
-compile = False  # torch.compile each block (GPU: turn it on; CPU: no gain, slow to start)
-seed = 1337
+weight_decay = 0.1  # AdamW decay of matrices and embeddings (never norms or biases)
+beta1 = 0.9  # AdamW's first-moment decay
+beta2 = 0.95  # AdamW's second-moment decay
+grad_clip = 1.0  # clip the global gradient norm to this (0 = no clipping)
+# --- system ---
+device = "auto"  # 'auto' picks cuda, then mps, then cpu; or cpu, cuda, cuda:N, mps
+dtype = "auto"  # 'auto': bfloat16 autocast on GPUs that support it, else float32; or float16 (with loss scaling)
+compile = "auto"  # torch.compile each block: 'auto' = on for CUDA, off on CPU/MPS (no gain there, slow to start)
+seed = 1337  # seeds weights, data order and sampled rounds: equal seeds give equal runs
 # -----------------------------------------------------------------------------
-_config_keys = [k for k, v in globals().items() if not k.startswith("_") and isinstance(v, (int, float, bool, str, list))]
-overridden = configure(globals(), sys.argv[1:], "train.py")
+_config_keys = [k for k, v in globals().items() if not k.startswith("_") and isinstance(v, (int, float, str, list))]
+overridden = configure(globals(), sys.argv[1:], "train.py", types={"compile": (bool, str)})
 config = {k: globals()[k] for k in _config_keys}
-
-# Peak dense bf16 tensor throughput per device (FLOP/s), for MFU; unknown devices report no MFU
-PEAK_BF16_FLOPS = {"H200": 989e12, "H100 PCIe": 756e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12,
-                   "RTX 4090": 165.2e12, "A10G": 70e12, "L4": 121e12}
 
 
 def fail(msg: str):
     raise SystemExit(f"train.py: {msg}")
 
 
-def peak_flops(device_name: str, dtype_name: str) -> float | None:
-    if dtype_name != "bfloat16":
-        return None
-    return next((v for k, v in PEAK_BF16_FLOPS.items() if k in device_name), None)
-
+# --- validation: every key's allowed values, checked before any data or device is touched ---
+CHECKS = {  # key: (">=", min) | ("[)", (lo, hi)): lo <= value < hi | ("in", choices) | ("re", (pattern, meaning))
+    "out_dir": ("re", (r".+", "a non-empty path")), "eval_interval": (">=", 1), "log_interval": (">=", 1),
+    "eval_iters": (">=", 1), "init_from": ("in", ("scratch", "resume")), "dry_run": ("in", (False, True)),
+    "task": ("in", ("lm", "vit", "siglip")), "dataset": ("re", (r".+", "a dataset name such as english")),
+    "data_dir": ("re", (r".+", "a non-empty path")), "gradient_accumulation_steps": (">=", 1),
+    "batch_size": (">=", 1), "block_size": (">=", 1),
+    "n_layer": (">=", 1), "n_head": (">=", 1), "n_embd": (">=", 1), "dropout": ("[)", (0, 1)),
+    "bias": ("in", (False, True)), "patch_size": (">=", 1),
+    "signature": ("re", (r"\S+", "a signature such as AB, A^rB, (AB)^r")),  # model.py checks its grammar
+    "r": (">=", 1), "degree": (">=", 1),
+    "partition": ("re", (r"(\d+(:\d+)*)?", "colon-separated positive integers, one per letter (e.g. 1:2:1), or ''")),
+    "round_sampler": ("in", ("fixed", "binomial", "poisson")), "stochastic_p": ("[)", (0, 1)),
+    "bptt_rounds": (">=", 0), "injection": ("in", ("none", "add", "concat")), "state_init": ("in", ("input", "noise")),
+    "adapter": ("in", ("none", "per_round", "per_count")), "adapter_rank": (">=", 0),
+    "rins_tower": ("in", ("image", "text", "both")), "eval_r": ("each >=", 1),
+    "learning_rate": (">=", 0), "min_lr": (">=", 0), "warmup_iters": (">=", 0), "max_iters": (">=", 1),
+    "flop_budget": (">=", 0), "weight_decay": (">=", 0), "beta1": ("[)", (0, 1)), "beta2": ("[)", (0, 1)),
+    "grad_clip": (">=", 0),
+    "device": ("re", (r"auto|cpu|mps|cuda(:\d+)?", "one of auto, cpu, cuda, cuda:N, mps")),
+    "dtype": ("in", ("auto", "float32", "bfloat16", "float16")), "compile": ("in", ("auto", True, False)),
+    "seed": (">=", 0),
+}
+problems = check(config, CHECKS, "train.py")  # then the one rule between keys:
+if flop_budget > 0 and "max_iters" in overridden:
+    problems.append(f"train.py: max_iters={max_iters} and flop_budget={flop_budget:g} both set the run length; "
+                    "pass --flop_budget=0 to use max_iters")
+if problems:
+    raise SystemExit("\n".join(problems))
 
 # --- processes, device, precision ---
-for _k in ("batch_size", "block_size", "gradient_accumulation_steps", "n_layer", "n_head", "n_embd"):
-    if config[_k] < 1:
-        fail(f"{_k}={config[_k]} must be >= 1")
 ddp = int(os.environ.get("RANK", -1)) != -1
 if device == "auto":
     device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-try:
-    _available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}[torch.device(device).type]
-except (RuntimeError, KeyError):
-    fail(f"device='{device}' is not one of auto, cpu, cuda, cuda:N, mps")
-if not _available:
+if not {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}[device.split(":")[0]]:
     fail(f"device='{device}' is not available on this machine; use --device=auto or --device=cpu")
 if ddp:
     init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
@@ -127,15 +141,51 @@ master = rank == 0
 device_type = "cuda" if device.startswith("cuda") else device
 if dtype == "auto":
     dtype = "bfloat16" if device_type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
-if dtype not in ("float32", "bfloat16", "float16"):
-    fail(f"dtype='{dtype}' is not one of auto, float32, bfloat16, float16")
+if compile == "auto":
+    compile = device_type == "cuda"
 autocast = nullcontext() if dtype == "float32" else torch.autocast(device_type=device_type, dtype=getattr(torch, dtype))
 scaler = torch.amp.GradScaler(device_type, enabled=dtype == "float16")
 torch.manual_seed(seed + rank)  # dropout and latent noise differ per rank; data and rounds do not (below)
 device_name = torch.cuda.get_device_name(device) if device_type == "cuda" else platform.processor() or device
+# Peak dense bf16 tensor throughput per device (FLOP/s), for MFU; unknown devices report no MFU
+PEAK_BF16_FLOPS = {"H200": 989e12, "H100 PCIe": 756e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12,
+                   "RTX 4090": 165.2e12, "A10G": 70e12, "L4": 121e12}
+peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in device_name), None) if dtype == "bfloat16" else None
 
-# --- data ---
+# --- data: uint16 token ids (lm) or uint8 images and labels (vit, siglip) from prepare.py ---
 data_path = os.path.join(data_dir, dataset)
+
+
+def load_tokens(split: str) -> np.memmap:
+    path = os.path.join(data_path, f"{split}.bin")
+    if not os.path.isfile(path) or os.path.getsize(path) % 2:
+        fail(f"{path} is missing or has an odd size (uint16 tokens expected); re-run: python prepare.py {dataset}")
+    data = np.memmap(path, dtype=np.uint16, mode="r")
+    if len(data) <= block_size:
+        fail(f"{path} has {len(data)} tokens, fewer than block_size + 1 = {block_size + 1}; use a smaller block_size")
+    if int(data.max()) >= vocab_size:
+        fail(f"{path} holds token id {int(data.max())} >= vocab_size {vocab_size}; re-run: python prepare.py {dataset}")
+    return data
+
+
+def to_device(*tensors):
+    pin = device_type == "cuda"  # pinned host memory lets the copy overlap compute
+    return tuple((t.pin_memory() if pin else t).to(device, non_blocking=pin) for t in tensors)
+
+
+def get_batch(split: str, generator: torch.Generator):
+    """A random batch: windows of text, or images with labels or captions. Every process draws the same global
+    batch and keeps its own slice, so N processes see exactly what one process with N times the batch would."""
+    n = len(tokens[split]) - block_size if task == "lm" else len(arrays[f"{split}_images"])
+    ix = torch.randint(n, (world_size * batch_size,), generator=generator)[rank * batch_size:(rank + 1) * batch_size]
+    if task != "lm":
+        return to_device(*vision.get_batch(arrays, split, task, ix, generator))
+    data = tokens[split]
+    x = torch.from_numpy(np.stack([data[i:i + block_size] for i in ix.tolist()]).astype(np.int64))
+    y = torch.from_numpy(np.stack([data[i + 1:i + 1 + block_size] for i in ix.tolist()]).astype(np.int64))
+    return to_device(x, y)
+
+
 try:
     with open(os.path.join(data_path, "meta.json")) as f:
         meta = json.load(f)
@@ -143,92 +193,42 @@ except FileNotFoundError:
     fail(f"no prepared dataset at {data_path}; run: python prepare.py {dataset}")
 except json.JSONDecodeError as e:
     fail(f"{data_path}/meta.json is not valid JSON ({e.msg}); re-run: python prepare.py {dataset}")
-if task not in ("lm", "vit", "siglip"):
-    fail(f"task='{task}' is not one of lm, vit, siglip")
-if task == "lm" and (not isinstance(meta, dict) or meta.get("tokenizer") not in ("char", "gpt2") or (
-        meta["tokenizer"] == "char" and not (type(meta.get("vocab_size")) is int and meta["vocab_size"] > 0))):
-    fail(f"{data_path}/meta.json needs tokenizer 'char' (with a positive int vocab_size) or 'gpt2'; re-run: python prepare.py {dataset}")
-vocab_size = meta["vocab_size"] if meta.get("tokenizer") == "char" else 50304  # GPT-2's 50257 padded for fast matmuls
-data_args, tokens_per_example = {"vocab_size": vocab_size}, block_size  # what the model takes from the data
-
-
-def to_device(*tensors):
-    if device_type == "cuda":
-        return tuple(t.pin_memory().to(device, non_blocking=True) for t in tensors)
-    return tuple(t.to(device) for t in tensors)
-
-
-# --- text: uint16 token ids from prepare.py ---
+val_gen = torch.Generator().manual_seed(20250211)  # the same validation windows in every run and every eval
+test_batches, prompts = None, None
 if task == "lm":
-    def load_tokens(split: str) -> np.memmap:
-        path = os.path.join(data_path, f"{split}.bin")
-        if not os.path.isfile(path) or os.path.getsize(path) % 2:
-            fail(f"{path} is missing or has an odd size (uint16 tokens expected); re-run: python prepare.py {dataset}")
-        data = np.memmap(path, dtype=np.uint16, mode="r")
-        if len(data) <= block_size:
-            fail(f"{path} has {len(data)} tokens, fewer than block_size + 1 = {block_size + 1}; use a smaller block_size")
-        if int(data.max()) >= vocab_size:
-            fail(f"{path} holds token id {int(data.max())} >= vocab_size {vocab_size}; re-run: python prepare.py {dataset}")
-        return data
-
-    def get_batch(split: str, generator: torch.Generator):
-        """A batch of random windows. Every process draws the same global batch and keeps its own
-        slice, so N processes see exactly what one process with N times the batch would."""
-        data = tokens[split]
-        ix = torch.randint(len(data) - block_size, (world_size * batch_size,), generator=generator)
-        ix = ix[rank * batch_size:(rank + 1) * batch_size].tolist()
-        x = torch.from_numpy(np.stack([data[i:i + block_size] for i in ix]).astype(np.int64))
-        y = torch.from_numpy(np.stack([data[i + 1:i + 1 + block_size] for i in ix]).astype(np.int64))
-        return to_device(x, y)
-
+    if not isinstance(meta, dict) or meta.get("tokenizer") not in ("char", "gpt2") or (
+            meta["tokenizer"] == "char" and not (type(meta.get("vocab_size")) is int and meta["vocab_size"] > 0)):
+        fail(f"{data_path}/meta.json needs tokenizer 'char' (with a positive int vocab_size) or 'gpt2'; "
+             f"re-run: python prepare.py {dataset}")
+    vocab_size = meta["vocab_size"] if meta["tokenizer"] == "char" else 50304  # GPT-2's 50257 padded for fast matmuls
+    data_args, tokens_per_example = {"vocab_size": vocab_size}, block_size  # what the model takes from the data
     # test.bin (english, english_char) is scored once, at the end; val alone guides choices such as the learning rate
     splits = ("train", "val", "test") if os.path.isfile(os.path.join(data_path, "test.bin")) else ("train", "val")
     tokens = {split: load_tokens(split) for split in splits}
-
-else:  # --- image tasks: uint8 images and labels from prepare.py; siglip draws fresh captions per batch ---
+    val_batches = [get_batch("val", val_gen) for _ in range(eval_iters)]
+    if "test" in tokens:
+        test_gen = torch.Generator().manual_seed(20250212)  # its own stream: adding a test split moves no val window
+        test_batches = [get_batch("test", test_gen) for _ in range(eval_iters)]
+else:  # siglip draws fresh captions per batch
     try:
-        arrays = {f"{s}_{k}": np.load(os.path.join(data_path, f"{s}_{k}.npy")) for s in ("train", "val") for k in ("images", "labels")}
-    except FileNotFoundError as e:
-        fail(f"{e.filename} is missing; task='{task}' needs images: python prepare.py fashion_mnist")
-    if task == "siglip" and meta.get("classes") != prepare.FASHION_CLASSES:
-        fail(f"task='siglip' has captions for Fashion-MNIST's classes only, not {meta.get('classes')}")
+        arrays = vision.load(data_path, task, meta.get("classes"))
+    except ValueError as e:
+        fail(str(e))
     image_size = arrays["train_images"].shape[1]
-    data_args = {"image_size": image_size, "channels": 1} | ({"num_classes": len(meta["classes"])} if task == "vit" else
-                                                             {"vocab_size": len(prepare.CAPTION_VOCAB), "text_len": prepare.CAPTION_LEN})
-    tokens_per_example = (image_size // patch_size) ** 2 + (prepare.CAPTION_LEN if task == "siglip" else 0)  # patches (+ words)
-    if task == "siglip":  # zero-shot prompts: (classes, held-out templates, T)
-        prompts = torch.from_numpy(np.stack([prepare.encode_captions(p) for p in prepare.zero_shot_prompts()])).to(device)
-
-    def get_batch(split: str, generator: torch.Generator, ix: torch.Tensor | None = None):
-        """Random images (or those at ix) as (B, 1, H, W) in [0, 1], with labels (vit) or caption ids (siglip)."""
-        if ix is None:  # one global batch, sliced per rank, as for text
-            ix = torch.randint(len(arrays[f"{split}_images"]), (world_size * batch_size,), generator=generator)
-            ix = ix[rank * batch_size:(rank + 1) * batch_size]
-        images, labels = arrays[f"{split}_images"][ix.numpy()], arrays[f"{split}_labels"][ix.numpy()]
-        x = torch.from_numpy(images).unsqueeze(1).float() / 255  # (B, 1, H, W)
-        if task == "vit":
-            return to_device(x, torch.from_numpy(labels.astype(np.int64)))
-        rng = random.Random(torch.randint(2 ** 62, (1,), generator=generator).item())  # from data_gen: resumes replay it
-        return to_device(x, torch.from_numpy(prepare.encode_captions(prepare.captions(labels, images, rng))))
-
-    def score_images(depth: int | None) -> tuple[float, float]:
-        """Mean val loss and accuracy at one depth: top-1 (vit) or zero-shot from held-out prompts (siglip)."""
-        loss = correct = 0.0
-        for x, y, labels in val_batches:
-            logits, batch_loss = raw_model(x, y, r=depth)
-            predicted = logits.argmax(1) if task == "vit" else raw_model.zero_shot(x, prompts, r=depth)
-            loss, correct = loss + batch_loss.item(), correct + (predicted == labels).sum().item()
-        return loss / len(val_batches), correct / sum(len(labels) for *_, labels in val_batches)
-
+    data_args = {"image_size": image_size, "channels": 1} | (
+        {"num_classes": len(meta["classes"])} if task == "vit"
+        else {"vocab_size": len(vision.CAPTION_VOCAB), "text_len": vision.CAPTION_LEN})
+    tokens_per_example = (image_size // patch_size) ** 2 + (vision.CAPTION_LEN if task == "siglip" else 0)  # + words
+    val_batches = [to_device(*b) for b in vision.val_batches(arrays, task, eval_iters * batch_size, batch_size,
+                                                             val_gen)]
+    prompts = vision.prompt_ids().to(device) if task == "siglip" else None  # (classes, held-out templates, T)
 
 # --- model ---
 ModelConfig, Model = {"lm": (GPTConfig, GPT), "vit": (ViTConfig, ViT), "siglip": (SigLIPConfig, SigLIP)}[task]
-model_fields = {f.name for f in fields(ModelConfig)}
-model_args = {k: config[k] for k in model_fields if k in config} | data_args
+model_args = {f.name: config[f.name] for f in fields(ModelConfig) if f.name in config} | data_args
 ckpt_path = os.path.join(out_dir, "ckpt.pt")
-if init_from not in ("scratch", "resume"):
-    fail(f"init_from='{init_from}' is not one of scratch, resume")
-ckpt = load_checkpoint(ckpt_path, need=("optimizer", "flops", "best_val_loss", "rng")) if init_from == "resume" else None
+resume_keys = ("optimizer", "flops", "best_val_loss", "rng")
+ckpt = load_checkpoint(ckpt_path, need=resume_keys) if init_from == "resume" else None
 if ckpt is not None:
     diff = [k for k in model_args if ckpt["model_args"].get(k) != model_args[k]]
     if diff:
@@ -241,54 +241,36 @@ except ValueError as e:
 if ckpt is not None:
     load_model_state(model, ckpt["model"], ckpt_path)
 model.to(device)
-recursion = model.recursion
-if recursion.recursive:
-    for r_eval in eval_r:
-        try:
-            if type(r_eval) is not int:
-                raise ValueError(f"r={r_eval!r} must be a whole number")
-            recursion.rounds(r_eval)
-        except ValueError as e:
-            fail(f"eval_r={eval_r}: {e}")
+plan = model.recursion  # the execution plan: its r, its sampler and every depth it may run at
+sampled = plan.cfg.round_sampler != "fixed"  # a new r drawn for every optimizer step
+train_r = plan.cfg.r if plan.recursive else None  # stochastic runs are scored at their full r
+for extra_r in eval_r if train_r else []:
+    try:
+        plan.rounds(extra_r)
+    except ValueError as e:
+        fail(f"eval_r={eval_r}: {e}")
+rs = sorted({train_r, *eval_r}) if train_r else [None]  # the depths every eval scores
 
 # --- compute matching: the budget fixes the length, and the length fixes the schedule ---
 tokens_per_iter = gradient_accumulation_steps * world_size * batch_size * tokens_per_example
 flops_per_token = model.flops_per_token(train=True)  # expected value under sampled rounds
 flops_per_iter = flops_per_token * tokens_per_iter
-if flop_budget < 0:
-    fail(f"flop_budget={flop_budget} must be >= 0 (0 = train for max_iters)")
-if flop_budget > 0 and "max_iters" in overridden:
-    fail(f"max_iters={max_iters} and flop_budget={flop_budget:g} both set the run length; pass --flop_budget=0 to use max_iters")
 if flop_budget > 0:
     max_iters = round(flop_budget / flops_per_iter)
     if max_iters < 1:
         fail(f"flop_budget={flop_budget:.3g} is less than one iteration ({flops_per_iter:.3g} FLOPs); raise it")
-if max_iters < 1 or warmup_iters < 0 or eval_interval < 1 or log_interval < 1 or eval_iters < 1:
-    fail(f"need max_iters >= 1, warmup_iters >= 0, eval_interval, log_interval, eval_iters >= 1 "
-         f"(got {max_iters}, {warmup_iters}, {eval_interval}, {log_interval}, {eval_iters})")
 warmup = min(warmup_iters, max_iters // 10) if flop_budget > 0 else warmup_iters  # short runs keep 90% for decay
 
-
-def get_lr(it: int) -> float:
-    """Linear warmup, then cosine decay reaching min_lr exactly at this run's own max_iters."""
-    if it < warmup:
-        return learning_rate * (it + 1) / (warmup + 1)
-    progress = (it - warmup) / max(1, max_iters - warmup)
-    return min_lr + 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0))) * (learning_rate - min_lr)
-
-
-try:
-    optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type)
-except ValueError as e:  # AdamW's own check of learning_rate, betas, weight_decay
-    fail(f"{e}; need learning_rate >= 0, 0 <= beta1, beta2 < 1, weight_decay >= 0")
+# --- optimizer, resume, compile ---
+optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type)
 data_gen = torch.Generator().manual_seed(seed)  # identical on every rank: ranks slice one global batch
-rounds_gen = torch.Generator().manual_seed(seed + 1_000_003)  # stochastic depth: untouched by data or dropout
+r_gen = torch.Generator().manual_seed(seed + 1_000_003)  # stochastic depth: untouched by data or dropout
 iter_num, flops_done, best_val_loss = 0, 0.0, float("inf")
 if ckpt is not None:
     optimizer.load_state_dict(ckpt["optimizer"])
     iter_num, flops_done, best_val_loss = ckpt["iter_num"], ckpt["flops"], ckpt["best_val_loss"]
     data_gen.set_state(ckpt["rng"]["data"])
-    rounds_gen.set_state(ckpt["rng"]["rounds"])
+    r_gen.set_state(ckpt["rng"]["rounds"])
     torch.set_rng_state(ckpt["rng"]["torch"][rank] if rank < len(ckpt["rng"]["torch"]) else ckpt["rng"]["torch"][0])
     if scaler.is_enabled() and ckpt.get("scaler"):
         scaler.load_state_dict(ckpt["scaler"])  # float16's loss scale and its growth counter
@@ -302,108 +284,14 @@ if compile:
 if ddp:
     model = DDP(model, device_ids=[int(os.environ["LOCAL_RANK"])] if device_type == "cuda" else None)
 
-val_gen = torch.Generator().manual_seed(20250211)  # the same validation windows in every run and every eval
-if task == "lm":
-    val_batches = [get_batch("val", val_gen) for _ in range(eval_iters)]
-    test_gen = torch.Generator().manual_seed(20250212)  # its own stream: adding a test split moves no val window
-    test_batches = [get_batch("test", test_gen) for _ in range(eval_iters)] if "test" in tokens else None
-else:  # the first eval_iters * batch_size val images in order (all 10,000 at 40 x 250), with their labels
-    val_batches = [(*get_batch("val", val_gen, ix), torch.from_numpy(arrays["val_labels"][ix.numpy()].astype(np.int64)).to(device))
-                   for ix in torch.arange(min(eval_iters * batch_size, len(arrays["val_images"]))).split(batch_size)]
-train_depth = recursion.cfg.r if recursion.recursive else None  # stochastic runs are scored at their full r
-depths = sorted({train_depth, *eval_r}) if recursion.recursive else [None]
 
-
-@torch.no_grad()
-def estimate_val_loss(batches=None) -> tuple[dict, dict]:
-    """Mean loss over the fixed validation (or given) batches, at every evaluated depth (under DDP: over all ranks'
-    slices), and for image tasks the accuracy at every depth (every rank scores the same images)."""
-    raw_model.eval()
-    out, accs = {}, {}
-    for depth in depths:
-        with autocast:
-            if task == "lm":
-                batches = batches or val_batches
-                out[depth] = sum(raw_model(x, y, r=depth)[1].item() for x, y in batches) / len(batches)
-            else:
-                out[depth], accs[depth] = score_images(depth)
-    raw_model.train()
-    return dict(zip(out, mean_over_ranks(list(out.values())))), accs
-
-
-def git_commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                              cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-n_params, n_extra = raw_model.get_num_params(), raw_model.get_num_extra_params()
-log_path = os.path.join(out_dir, "log.jsonl")
-if master:
-    plan_text = recursion.describe() + (f", in the {rins_tower} tower(s)" if task == "siglip" and recursion.recursive else "")
-    rows = [("overrides", ", ".join(f"{k}={v!r}" for k, v in overridden.items()) or "none (train.py defaults)"),
-            ("device", f"{device_name} ({dtype}, {world_size} process{'es' if world_size > 1 else ''})"),
-            ("plan", plan_text),
-            ("parameters", f"{n_params:,} non-embedding-position" + (f" + {n_extra:,} recursion extras "
-                                                                    f"({100 * n_extra / n_params:.2f}%)" if n_extra else "")),
-            ("FLOPs/token (train)", f"{flops_per_token / 1e6:.3f} M (every application counted, head included)"),
-            ("tokens/iteration", f"{tokens_per_iter:,}"),
-            ("iterations", f"{max_iters:,} (warmup {warmup}, cosine to {min_lr:g} at {max_iters})"),
-            ("tokens to see", f"{max_iters * tokens_per_iter:,}"),
-            ("FLOP budget", f"{flop_budget:.4g} -> planned {max_iters * flops_per_iter:.4g} "
-                            f"({100 * (max_iters * flops_per_iter / flop_budget - 1):+.2f}%)" if flop_budget else "none (max_iters)")]
-    print("\n".join(f"{k:>20}: {v}" for k, v in rows))
-    if recursion.cfg.round_sampler != "fixed":
-        print(f"{'training rounds':>20}: " + ", ".join(f"P({k})={p:.3f}" for k, p in recursion.round_probs.items() if p > 5e-4))
-if master and not dry_run:
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-        with open(log_path, "a"):
-            pass
-    except OSError as e:
-        fail(f"cannot write to out_dir '{out_dir}' ({e.strerror}); choose a writable --out_dir")
-    with open(log_path, "a") as f:
-        f.write(json.dumps({"event": "start", "config": config, "commit": git_commit(), "device": device_name,
-                            "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__},
-                            "n_params": n_params, "n_extra_params": n_extra, "plan": plan_text,
-                            "flops_per_token": flops_per_token, "tokens_per_iter": tokens_per_iter, "max_iters": max_iters,
-                            "flop_budget": flop_budget or None, "resumed_from": iter_num if init_from == "resume" else None,
-                            "train_tokens": len(tokens["train"]) if task == "lm" else None}) + "\n")
-
-
-def log_eval(event: str, losses: dict, lr: float, train_loss: float | None, ms_per_iter: float, elapsed: float, accs: dict,
-             grads: dict, test: dict | None):
-    record = {"event": event, "iter": iter_num, "tokens": iter_num * tokens_per_iter, "flops": flops_done, "lr": lr,
-              "train_loss": train_loss, "val_loss": losses[train_depth],
-              "ms_per_iter": ms_per_iter, "elapsed_s": elapsed} | grads
-    if recursion.recursive:
-        record["val_loss_r"] = {str(d): v for d, v in losses.items()}
-    if test:
-        record["test_loss"] = test[train_depth]
-        record |= {"test_loss_r": {str(d): v for d, v in test.items()}} if recursion.recursive else {}
-    if accs:  # image tasks
-        name = "val_acc" if task == "vit" else "zeroshot_acc"
-        record[name] = accs[train_depth]
-        record |= {f"{name}_r": {str(d): v for d, v in accs.items()}} if recursion.recursive else {}
-    with open(log_path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-    return record
-
-
-def save(rng: list):
-    try:
-        save_checkpoint({"model": raw_model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                         "model_args": model_args, "config": config, "iter_num": iter_num, "flops": flops_done,
-                         "best_val_loss": best_val_loss,
-                         "rng": {"data": data_gen.get_state(), "rounds": rounds_gen.get_state(), "torch": rng}}, ckpt_path)
-    except OSError as e:
-        fail(f"cannot write checkpoint {ckpt_path} ({e.strerror}); {last_good()} is intact; free space or fix out_dir, then resume")
-
-
-def last_good() -> str:
-    return f"last good checkpoint: {ckpt_path} (iter {saved_iter})" if saved_iter is not None else "no checkpoint was written"
+# --- helpers ---
+def get_lr(it: int) -> float:
+    """Linear warmup, then cosine decay reaching min_lr exactly at this run's own max_iters."""
+    if it < warmup:
+        return learning_rate * (it + 1) / (warmup + 1)
+    progress = (it - warmup) / max(1, max_iters - warmup)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0))) * (learning_rate - min_lr)
 
 
 def mean_over_ranks(values: list[float]) -> list[float]:
@@ -425,41 +313,129 @@ def gather_rng() -> list:
     return states
 
 
+@torch.no_grad()
+def estimate_val_loss(batches: list) -> tuple[dict, dict]:
+    """Mean loss over fixed batches at every depth in rs (under DDP: over all ranks' slices), and for image
+    tasks the accuracy at every depth (every rank scores the same images)."""
+    raw_model.eval()
+    losses, accs = {}, {}
+    for r in rs:
+        with autocast:
+            if task == "lm":
+                losses[r] = sum(raw_model(x, y, r=r)[1].item() for x, y in batches) / len(batches)
+            else:
+                losses[r], accs[r] = vision.score(raw_model, batches, r, prompts)
+    raw_model.train()
+    return dict(zip(losses, mean_over_ranks(list(losses.values())))), accs
+
+
+def git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                              cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def last_good() -> str:
+    return f"last good checkpoint: {ckpt_path} (iter {saved_iter})" if saved_iter is not None else (
+        "no checkpoint was written")
+
+
+def save(rng: list):
+    try:
+        save_checkpoint({"model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "scaler": scaler.state_dict(), "model_args": model_args, "config": config,
+                         "iter_num": iter_num, "flops": flops_done, "best_val_loss": best_val_loss,
+                         "rng": {"data": data_gen.get_state(), "rounds": r_gen.get_state(), "torch": rng}}, ckpt_path)
+    except OSError as e:
+        fail(f"cannot write checkpoint {ckpt_path} ({e.strerror}); {last_good()} is intact; "
+             "free space or fix out_dir, then resume")
+
+
+def by_r(name: str, values: dict) -> dict:
+    """A log entry at the trained depth, and for recursive models one at every scored depth."""
+    return {name: values[train_r]} | ({f"{name}_r": {str(k): v for k, v in values.items()}} if train_r else {})
+
+
+# --- the run table and the log's start line ---
+n_params, n_extra = raw_model.get_num_params(), raw_model.get_num_extra_params()
+log_path = os.path.join(out_dir, "log.jsonl")
+if master:
+    plan_text = plan.describe() + (f", in the {rins_tower} tower(s)" if task == "siglip" and train_r else "")
+    planned = max_iters * flops_per_iter
+    rows = [("overrides", ", ".join(f"{k}={v!r}" for k, v in overridden.items()) or "none (train.py defaults)"),
+            ("device", f"{device_name} ({dtype}, {world_size} process{'es' if world_size > 1 else ''})"),
+            ("plan", plan_text),
+            ("parameters", f"{n_params:,} non-embedding-position" + (
+                f" + {n_extra:,} recursion extras ({100 * n_extra / n_params:.2f}%)" if n_extra else "")),
+            ("FLOPs/token (train)", f"{flops_per_token / 1e6:.3f} M (every application counted, head included)"),
+            ("tokens/iteration", f"{tokens_per_iter:,}"),
+            ("iterations", f"{max_iters:,} (warmup {warmup}, cosine to {min_lr:g} at {max_iters})"),
+            ("tokens to see", f"{max_iters * tokens_per_iter:,}"),
+            ("FLOP budget", f"{flop_budget:.4g} -> planned {planned:.4g} ({100 * (planned / flop_budget - 1):+.2f}%)"
+             if flop_budget else "none (max_iters)")]
+    print("\n".join(f"{k:>20}: {v}" for k, v in rows))
+    if sampled:
+        print(f"{'training rounds':>20}: "
+              + ", ".join(f"P({k})={p:.3f}" for k, p in plan.round_probs.items() if p > 5e-4))
+if master and not dry_run:
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        with open(log_path, "a"):
+            pass
+    except OSError as e:
+        fail(f"cannot write to out_dir '{out_dir}' ({e.strerror}); choose a writable --out_dir")
+    versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}
+    with open(log_path, "a") as f:
+        f.write(json.dumps({"event": "start", "config": config, "commit": git_commit(), "device": device_name,
+                            "versions": versions, "n_params": n_params, "n_extra_params": n_extra, "plan": plan_text,
+                            "flops_per_token": flops_per_token, "tokens_per_iter": tokens_per_iter,
+                            "max_iters": max_iters, "flop_budget": flop_budget or None,
+                            "resumed_from": iter_num if init_from == "resume" else None,
+                            "train_tokens": len(tokens["train"]) if task == "lm" else None}) + "\n")
 if dry_run:  # every rank stops here, before anything is written
     sys.exit(0)
+
 # --- the loop ---
 start = time.time()
 skip_eval = init_from == "resume"  # the checkpoint was written right after this iteration's eval
 saved_iter = iter_num if init_from == "resume" else None  # the iteration ckpt.pt holds
 loss_sum, loss_count, t_log, it_log = 0.0, 0, time.time(), iter_num
 grad_norms = []  # pre-clip global gradient norms since the last eval: shared blocks sum their applications' gradients
-ms_per_iter, lr = 0.0, get_lr(iter_num)
-peak = peak_flops(device_name, dtype)
+ms_per_iter = 0.0
 while True:
     lr = get_lr(iter_num)
     for group in optimizer.param_groups:
         group["lr"] = lr
     last = iter_num == max_iters
     if (iter_num % eval_interval == 0 or last) and not skip_eval:
-        losses, accs = estimate_val_loss()
+        losses, accs = estimate_val_loss(val_batches)
         train_loss = mean_over_ranks([loss_sum])[0] / loss_count if loss_count else None
         loss_sum, loss_count = 0.0, 0
         if not all(math.isfinite(v) for v in losses.values()):
             fail(f"validation loss is not finite at iter {iter_num} ({losses}); stopping. "
                  f"{last_good()}; lower learning_rate and resume with --init_from=resume")
-        test = estimate_val_loss(test_batches)[0] if last and task == "lm" and test_batches else None
+        test = estimate_val_loss(test_batches)[0] if last and test_batches else None
         grads = {"grad_norm": sum(grad_norms) / len(grad_norms), "grad_norm_max": max(grad_norms),
-                 "clip_frac": sum(g > grad_clip for g in grad_norms) / len(grad_norms) if grad_clip > 0 else 0.0} if grad_norms else {}
+                 "clip_frac": sum(g > grad_clip for g in grad_norms) / len(grad_norms) if grad_clip > 0 else 0.0
+                 } if grad_norms else {}
         grad_norms = []
         if master:
-            record = log_eval("done" if last else "eval", losses, lr, train_loss, ms_per_iter, time.time() - start, accs,
-                              grads, test)
+            record = ({"event": "done" if last else "eval", "iter": iter_num, "tokens": iter_num * tokens_per_iter,
+                       "flops": flops_done, "lr": lr, "train_loss": train_loss, "ms_per_iter": ms_per_iter,
+                       "elapsed_s": time.time() - start} | grads | by_r("val_loss", losses)
+                      | (by_r("test_loss", test) if test else {})
+                      | (by_r("val_acc" if task == "vit" else "zeroshot_acc", accs) if accs else {}))
+            with open(log_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
             shown = ", ".join(f"r={k} {v:.4f}" for k, v in record.get("val_loss_r", {}).items())
             print(f"eval iter {iter_num}: val loss {record['val_loss']:.4f}" + (f" ({shown})" if shown else "")
                   + (f", train loss {train_loss:.4f}" if train_loss else "") + f", {flops_done:.3g} FLOPs"
                   + (f", test loss {record['test_loss']:.4f}" if "test_loss" in record else "")
                   + (f", grad norm {grads['grad_norm']:.3f} ({100 * grads['clip_frac']:.0f}% clipped)" if grads else "")
-                  + (", accuracy " + ", ".join(f"r={k} {v:.4f}" if k else f"{v:.4f}" for k, v in accs.items()) if accs else ""))
+                  + (", accuracy " + ", ".join(f"r={k} {v:.4f}" if k else f"{v:.4f}" for k, v in accs.items())
+                     if accs else ""))
             best_val_loss = min(best_val_loss, record["val_loss"])
         t_log, it_log = time.time(), iter_num  # keep eval time out of ms/iter
         rng = gather_rng()  # a collective under DDP: every rank takes part
@@ -469,27 +445,26 @@ while True:
     skip_eval = False
     if last:
         break
-    rounds = recursion.sample_rounds(rounds_gen) if recursion.cfg.round_sampler != "fixed" else None
+    step_r = plan.sample_rounds(r_gen) if sampled else None
     for micro_step in range(gradient_accumulation_steps):
         x, y = get_batch("train", data_gen)
         if ddp:  # all-reduce gradients once, on the last micro-step
             model.require_backward_grad_sync = micro_step == gradient_accumulation_steps - 1
         with autocast:
-            _, loss = model(x, y, r=rounds)
+            _, loss = model(x, y, r=step_r)
         scaler.scale(loss / gradient_accumulation_steps).backward()
         loss_sum, loss_count = loss_sum + loss.item(), loss_count + 1
     if not math.isfinite(loss_sum):
         fail(f"training loss is not finite at iter {iter_num}; stopping before it spreads. "
              f"{last_good()}; lower learning_rate and resume with --init_from=resume")
     scaler.unscale_(optimizer)  # a no-op unless float16's loss scaling is on
-    if grad_clip > 0:
-        grad_norms.append(torch.nn.utils.clip_grad_norm_(raw_model.parameters(), grad_clip).item())
-    else:
-        grad_norms.append(torch.nn.utils.get_total_norm([p.grad for p in raw_model.parameters() if p.grad is not None]).item())
+    params = raw_model.parameters()
+    grad_norms.append((torch.nn.utils.clip_grad_norm_(params, grad_clip) if grad_clip > 0 else
+                       torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])).item())
     scaler.step(optimizer)
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
-    flops_done += raw_model.flops_per_token(train=True, r=rounds) * tokens_per_iter  # realised, at the drawn depth
+    flops_done += raw_model.flops_per_token(train=True, r=step_r) * tokens_per_iter  # realised, at the drawn depth
     iter_num += 1
     if iter_num % log_interval == 0 and master:
         if device_type == "cuda":
@@ -500,7 +475,8 @@ while True:
         mfu = f", MFU {100 * achieved / world_size / peak:.1f}%" if peak else ""
         eta = (max_iters - iter_num) * dt
         print(f"iter {iter_num}/{max_iters}: loss {loss.item():.4f}, {ms_per_iter:.0f} ms/iter, "
-              f"{tokens_per_iter / dt:,.0f} tok/s, {achieved / 1e12:.3f} TFLOP/s{mfu}, ETA {eta // 60:.0f}m{eta % 60:02.0f}s")
+              f"{tokens_per_iter / dt:,.0f} tok/s, {achieved / 1e12:.3f} TFLOP/s{mfu}, "
+              f"ETA {eta // 60:.0f}m{eta % 60:02.0f}s")
 if master:
     print(f"done: {iter_num} iterations, {flops_done:.4g} FLOPs"
           + (f" ({100 * (flops_done / flop_budget - 1):+.2f}% of budget)" if flop_budget else "")

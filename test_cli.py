@@ -1,0 +1,186 @@
+"""
+The command line of train.py and sample.py: --help, the validation table, compile='auto'.
+
+    python -m pytest test_cli.py -v
+"""
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from configurator import _documented, check, configure
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def run(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *argv], cwd=HERE, capture_output=True, text=True, timeout=300,
+                          env=os.environ | {"OMP_NUM_THREADS": "1"})
+
+
+def defaults(script: str) -> dict:
+    """A script's config keys and defaults: its leading literal assignments, read, not run."""
+    out = {}
+    for node in ast.parse(open(os.path.join(HERE, script)).read()).body:
+        if isinstance(node, ast.Assign):
+            try:
+                out[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                break
+    return out
+
+
+def key_lines(help_text: str) -> dict[str, str]:
+    """key -> its line in --help's output."""
+    return {line.split()[0]: line for line in help_text.splitlines() if line.startswith("  ") and line.split()}
+
+
+# -----------------------------------------------------------------------------
+# --help
+
+
+@pytest.mark.parametrize("script, sections", [("train.py", ["I/O", "data", "model", "recursion", "training", "system"]),
+                                              ("sample.py", ["checkpoint", "sampling", "system"])])
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_lists_every_key_with_default_type_and_comment(script, sections, flag):
+    p = run(script, flag)
+    assert p.returncode == 0 and not p.stderr, p.stderr
+    headers = [line.split()[0] for line in p.stdout.splitlines() if line and not line[0].isspace()]
+    assert [h for h in headers if h in sections] == sections, headers
+    lines, docs = key_lines(p.stdout), _documented(os.path.join(HERE, script))[1]
+    for key, default in defaults(script).items():
+        value, kind = lines[key].split()[1:3]
+        assert value == (f"{default:g}" if isinstance(default, float) and default >= 1e6 else repr(default)), key
+        assert kind == ("bool" if key == "compile" else type(default).__name__), key  # compile: 'bool or str'
+        assert docs[key][1] and docs[key][1] in lines[key], f"{key} has no comment"
+    assert headers.index(sections[0]) < headers.index(sections[-1])  # in source order
+
+
+def test_help_shows_the_comments_from_the_source():
+    lines = key_lines(run("train.py", "--help").stdout)
+    assert "learning rate at the last iteration" in lines["min_lr"] and "0.0001" in lines["min_lr"]
+    assert "'auto' = on for CUDA" in lines["compile"] and "bool or str" in lines["compile"]
+    assert "FLOPs" in lines["flop_budget"] and "1e+15" in lines["flop_budget"]
+    assert "extra inference depths" in lines["eval_r"] and "[1]" in lines["eval_r"]
+    sample = key_lines(run("sample.py", "--help").stdout)
+    assert "0 = the depth the model was trained with" in sample["r"]
+    assert "0 = greedy" in sample["temperature"] and "0.8" in sample["temperature"]
+
+
+def test_help_after_a_config_file_shows_its_values():
+    p = run("train.py", "config/arena_rins.py", "--n_head=2", "--help")
+    assert p.returncode == 0, p.stderr
+    lines = key_lines(p.stdout)
+    assert lines["n_layer"].split()[1] == "4" and "[default: 8]" in lines["n_layer"]  # from the config file
+    assert lines["n_head"].split()[1] == "2" and "[default: 4]" in lines["n_head"]  # from the override
+    assert lines["signature"].split()[1] == "'A^rB'" and "[default: 'AB']" in lines["signature"]
+    assert "[default" not in lines["seed"]  # untouched keys show no default
+
+
+def test_malformed_argument_points_to_help():
+    p = run("train.py", "--n_layer")
+    assert p.returncode != 0 and p.stderr.strip().count("\n") == 0 and "--help" in p.stderr, p.stderr
+
+
+# -----------------------------------------------------------------------------
+# The validation table: one line per mistake, before any data is read
+
+NEWLY_CHECKED = {
+    "--min_lr=-0.001": "min_lr=-0.001 is not allowed; need min_lr >= 0",
+    "--dropout=1.0": "dropout=1.0 is not allowed; need 0 <= dropout < 1",
+    "--grad_clip=-1": "grad_clip=-1.0 is not allowed; need grad_clip >= 0",
+    "--stochastic_p=1.5": "stochastic_p=1.5 is not allowed; need 0 <= stochastic_p < 1",
+    "--beta2=1": "beta2=1.0 is not allowed; need 0 <= beta2 < 1",
+    "--weight_decay=-0.1": "weight_decay=-0.1 is not allowed; need weight_decay >= 0",
+    "--warmup_iters=-1": "warmup_iters=-1 is not allowed; need warmup_iters >= 0",
+    "--patch_size=0": "patch_size=0 is not allowed; need patch_size >= 1",
+    "--task=vision": "task='vision' is not allowed; need one of lm, vit, siglip",
+    "--compile=yes": "compile='yes' is not allowed; need one of auto, True, False",
+    "--rins_tower=left": "rins_tower='left' is not allowed; need one of image, text, both",
+}
+
+
+@pytest.fixture(scope="module")
+def bad_runs():
+    with ThreadPoolExecutor(2) as pool:
+        futures = {arg: pool.submit(run, "train.py", "--data_dir=/nonexistent", arg) for arg in NEWLY_CHECKED}
+        return {arg: f.result() for arg, f in futures.items()}
+
+
+@pytest.mark.parametrize("arg", list(NEWLY_CHECKED))
+def test_bad_value_is_one_line_before_any_data(bad_runs, arg):
+    p = bad_runs[arg]
+    assert p.returncode != 0 and "Traceback" not in p.stderr, p.stderr
+    assert p.stderr.strip() == f"train.py: {NEWLY_CHECKED[arg]}"  # not "no prepared dataset at /nonexistent"
+
+
+def test_every_mistake_gets_its_own_line():
+    p = run("train.py", "--data_dir=/nonexistent", "--min_lr=-1", "--beta1=1.5", "--eval_r=[0]")
+    assert p.returncode != 0 and "Traceback" not in p.stderr
+    assert p.stderr.strip().splitlines() == [  # in the order of train.py's defaults
+        "train.py: eval_r=[0] is not allowed; need a list of whole numbers, each at least 1",
+        "train.py: min_lr=-1.0 is not allowed; need min_lr >= 0",
+        "train.py: beta1=1.5 is not allowed; need 0 <= beta1 < 1"]
+
+
+def test_sample_validates_before_loading_the_checkpoint():
+    p = run("sample.py", "--out_dir=/nonexistent", "--top_k=0")
+    assert p.returncode != 0 and p.stderr.strip() == "sample.py: top_k=0 is not allowed; need top_k >= 1", p.stderr
+
+
+def test_check_rules():
+    rules = {"a": (">=", 1), "b": ("[)", (0, 1)), "c": ("in", ("x", "y")), "d": ("re", (r"\d+", "digits")),
+             "e": ("each >=", 1)}
+    assert check({"a": 1, "b": 0.0, "c": "x", "d": "12", "e": [1, 3]}, rules, "t") == []
+    bad = check({"a": 0, "b": 1.0, "c": "z", "d": "1a", "e": [1, 2.5]}, rules, "t")
+    assert bad == ["t: a=0 is not allowed; need a >= 1", "t: b=1.0 is not allowed; need 0 <= b < 1",
+                   "t: c='z' is not allowed; need one of x, y", "t: d='1a' is not allowed; need digits",
+                   "t: e=[1, 2.5] is not allowed; need a list of whole numbers, each at least 1"]
+    with pytest.raises(AssertionError, match="without a rule"):
+        check({"a": 1, "new_key": 2}, {"a": (">=", 1)}, "t")
+
+
+def test_train_py_has_a_rule_for_every_key():
+    source = open(os.path.join(HERE, "train.py")).read()
+    table = next(n.value for n in ast.parse(source).body if isinstance(n, ast.Assign) and n.targets[0].id == "CHECKS")
+    assert {k.value for k in table.keys} == set(defaults("train.py"))
+
+
+# -----------------------------------------------------------------------------
+# compile: 'auto' (on for CUDA only), True or False
+
+
+def test_compile_takes_auto_true_or_false():
+    for value, expected in (("auto", "auto"), ("True", True), ("False", False)):
+        cfg = {"compile": "auto"}
+        configure(cfg, [f"--compile={value}"], "train.py", types={"compile": (bool, str)})
+        assert cfg["compile"] == expected
+    with pytest.raises(SystemExit, match="must be of type bool or str"):
+        configure({"compile": "auto"}, ["--compile=1"], "train.py", types={"compile": (bool, str)})
+    with pytest.raises(SystemExit, match="must be of type str"):  # without `types`, a str key stays a str
+        configure({"compile": "auto"}, ["--compile=True"], "train.py")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    ids = np.array([i % 7 for i in range(2000)], dtype=np.uint16)
+    os.makedirs(root / "tiny")
+    ids[:1800].tofile(root / "tiny" / "train.bin")
+    ids[1800:].tofile(root / "tiny" / "val.bin")
+    (root / "tiny" / "meta.json").write_text(json.dumps({"tokenizer": "char", "vocab_size": 7, "chars": "abcdefg"}))
+    return root
+
+
+@pytest.mark.parametrize("value, compiles", [("auto", False), ("True", True), ("False", False)])
+def test_compile_auto_is_off_on_cpu(tiny, value, compiles):
+    p = run("train.py", f"--data_dir={tiny}", "--dataset=tiny", "--device=cpu", "--dry_run=True", f"--compile={value}",
+            "--n_layer=2", "--n_embd=16", "--n_head=2", "--block_size=16")
+    assert p.returncode == 0, p.stderr
+    assert ("compiling each block" in p.stdout) == compiles, p.stdout
