@@ -8,6 +8,7 @@ Nothing here downloads: sources are tiny stand-ins written into a temporary cach
 import gzip
 import hashlib
 import json
+import re
 import struct
 import zipfile
 
@@ -252,6 +253,8 @@ def test_help_lists_every_dataset_with_size_sources_and_options(capsys):
             for k in keys:
                 assert prepare.package_version(k) in block and prepare.MANIFEST[k][2] in block
         assert all(f"--{opt}=" in block for opt in d["options"])
+        table = open(prepare.__file__).read().split("# Measured", 1)[1]  # the sizes come from the measured table
+        assert all(n in table for line in d["size"] for n in re.findall(r"\d{1,3}(?:,\d{3})+", line))
     with pytest.raises(SystemExit) as e:
         prepare.parse_args(["-h"])
     assert e.value.code == 0 and capsys.readouterr().out == out
