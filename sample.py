@@ -50,7 +50,7 @@ load_model_state(model, ckpt["model"], ckpt_path)
 model.eval().to(device)
 depth = r or None
 try:
-    print(model.recursion.describe(depth))
+    print(model.plan.describe(depth))
 except ValueError as e:
     raise SystemExit(f"sample.py: {e}")
 

@@ -27,7 +27,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from configurator import configure
-from model import GPT, Block, GPTConfig, SigLIP, SigLIPConfig, ViT, ViTConfig
+from model import GPT, Block, GPTConfig, ViT, ViTConfig
+from siglip import SigLIP, SigLIPConfig
 import prepare  # siglip's captions; a module, so its constants never become config keys
 
 # -----------------------------------------------------------------------------
@@ -239,13 +240,13 @@ except ValueError as e:
 if ckpt is not None:
     load_model_state(model, ckpt["model"], ckpt_path)
 model.to(device)
-recursion = model.recursion
+recursion = model.plan
 if recursion.recursive:
     for r_eval in eval_r:
         try:
             if type(r_eval) is not int:
                 raise ValueError(f"r={r_eval!r} must be a whole number")
-            recursion.rounds(r_eval)
+            recursion.check_r(r_eval)
         except ValueError as e:
             fail(f"eval_r={eval_r}: {e}")
 
@@ -306,7 +307,7 @@ if task == "lm":
 else:  # the first eval_iters * batch_size val images in order (all 10,000 at 40 x 250), with their labels
     val_batches = [(*get_batch("val", val_gen, ix), torch.from_numpy(arrays["val_labels"][ix.numpy()].astype(np.int64)).to(device))
                    for ix in torch.arange(min(eval_iters * batch_size, len(arrays["val_images"]))).split(batch_size)]
-train_depth = recursion.cfg.r if recursion.recursive else None  # stochastic runs are scored at their full r
+train_depth = recursion.r if recursion.recursive else None  # stochastic runs are scored at their full r
 depths = sorted({train_depth, *eval_r}) if recursion.recursive else [None]
 
 
@@ -350,7 +351,7 @@ if master:
             ("FLOP budget", f"{flop_budget:.4g} -> planned {max_iters * flops_per_iter:.4g} "
                             f"({100 * (max_iters * flops_per_iter / flop_budget - 1):+.2f}%)" if flop_budget else "none (max_iters)")]
     print("\n".join(f"{k:>20}: {v}" for k, v in rows))
-    if recursion.cfg.round_sampler != "fixed":
+    if recursion.sampled:
         print(f"{'training rounds':>20}: " + ", ".join(f"P({k})={p:.3f}" for k, p in recursion.round_probs.items() if p > 5e-4))
 if master and not dry_run:
     try:
@@ -451,7 +452,7 @@ while True:
     skip_eval = False
     if last:
         break
-    rounds = recursion.sample_rounds(rounds_gen) if recursion.cfg.round_sampler != "fixed" else None
+    rounds = recursion.sample_r(rounds_gen) if recursion.sampled else None
     for micro_step in range(gradient_accumulation_steps):
         x, y = get_batch("train", data_gen)
         if ddp:  # all-reduce gradients once, on the last micro-step
