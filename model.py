@@ -1,19 +1,16 @@
 """
 nanoRINS model: a GPT whose depth is an *execution plan* over one list of physical blocks.
 
-Recursive Inference Scaling (RINS, Alabdulmohsin & Zhai, arXiv 2502.07503) splits the L blocks into
-halves A and B and runs A^r B: A applied r times to its own output, then B once. Every rival
-recursion (RAO (AB)^r, AB^r, MobileLLM sharing, latent recurrent depth) is another plan over the
-same blocks, so all variants share the baseline's parameters. Top to bottom: the layers; `Plan`, plain
-data built once from the signature (which block runs at each step, training rounds, FLOPs); `RoundExtras`,
-the few parameters some variants add at round boundaries; the loop that walks the plan; GPT; ViT.
-The two-tower SigLIP model lives in siglip.py.
+Recursive Inference Scaling (RINS, Alabdulmohsin & Zhai, arXiv 2502.07503) splits the L blocks into halves
+A and B and runs A^r B: A applied r times to its own output, then B once. Every rival recursion (RAO (AB)^r,
+AB^r, MobileLLM sharing, latent recurrent depth) is another plan over the same blocks, so all variants share
+the baseline's parameters. Top to bottom: layers; `Plan` (signature -> block per step, rounds, FLOPs);
+`RoundExtras` (what some variants add at round boundaries); the loop over the plan; GPT; ViT (SigLIP: siglip.py).
 """
 
 import itertools
 import math
 import re
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -37,38 +34,28 @@ class LayerNorm(nn.Module):
 
 
 class KVCache:
-    """Keys and values of one *application* of a block: a block run r times owns r of these."""
+    """Keys and values of one *application* of a block: a block run r times owns r of these. With an `owner`
+    (kv_share) it stores nothing and serves the owner's past plus its own current token's k, v."""
 
-    def __init__(self):
+    def __init__(self, owner=None):
         self.k = self.v = None
-
-    def __len__(self):
-        return 0 if self.k is None else self.k.size(2)
-
-    def extend(self, k, v):
-        self.k = k if self.k is None else torch.cat([self.k, k], dim=2)
-        self.v = v if self.v is None else torch.cat([self.v, v], dim=2)
-        return self.k, self.v
-
-
-class SharedKV:
-    """An application that stores nothing (GPT.new_caches' kv_share): its query sees the past keys/values of
-    `owner`, another round's application of the same block, plus its own current ones. One token per call, so
-    every token follows that rule; owner[:, :, :past] is the past whether the owner ran before it or not."""
-
-    def __init__(self, owner: KVCache):
-        self.owner, self.seen = owner, 0
+        self.owner, self.seen = owner, 0  # seen: tokens so far
 
     def __len__(self):
         return self.seen
 
     def extend(self, k, v):
+        past, self.seen = self.seen, self.seen + k.size(2)
+        if self.owner is None:
+            self.k = k if self.k is None else torch.cat([self.k, k], dim=2)
+            self.v = v if self.v is None else torch.cat([self.v, v], dim=2)
+            return self.k, self.v
         if k.size(2) != 1:
-            raise ValueError(f"a shared KV cache takes one token per call, got {k.size(2)}; feed the prompt token by token")
-        past, self.seen = self.seen, self.seen + 1
+            raise ValueError(f"a shared KV cache takes one token per call, got {k.size(2)}; feed them one by one")
         if past == 0:
             return k, v
-        return torch.cat([self.owner.k[:, :, :past], k], dim=2), torch.cat([self.owner.v[:, :, :past], v], dim=2)
+        o = self.owner  # o.k[:, :, :past] is the past whether the owner has run this token yet or not
+        return torch.cat([o.k[:, :, :past], k], dim=2), torch.cat([o.v[:, :, :past], v], dim=2)
 
 
 class SelfAttention(nn.Module):
@@ -81,7 +68,7 @@ class SelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(dropout)
         self.n_head, self.dropout, self.causal = n_head, dropout, causal
 
-    def forward(self, x, cache: KVCache | SharedKV | None = None):
+    def forward(self, x, cache: KVCache | None = None):
         B, T, C = x.size()
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
@@ -120,7 +107,7 @@ class Block(nn.Module):
         self.ln_2 = LayerNorm(n_embd, bias)
         self.mlp = MLP(n_embd, dropout, bias)
 
-    def forward(self, x, cache: KVCache | SharedKV | None = None):
+    def forward(self, x, cache: KVCache | None = None):
         x = x + self.attn(self.ln_1(x), cache)
         return x + self.mlp(self.ln_2(x))
 
@@ -170,43 +157,37 @@ def parse_signature(signature: str, n_layer: int) -> tuple[str, str, str]:
             raise ValueError(f"signature '{signature}' needs n_layer <= 26, got {n_layer}")
         own = letters[:n_layer]
         return ("".join(c + c for c in own) if signature == "blockwise" else own + own[::-1]), "", ""
-    pos = 0
 
     def bad(why):
         return ValueError(f"bad signature '{signature}': {why}; {SIGNATURE_HELP}")
 
-    def sequence():  # -> list of (letters, is_recursed)
-        nonlocal pos
-        items = []
-        while pos < len(signature) and signature[pos] != ")":
-            c = signature[pos]
-            if c == "(":
-                pos += 1
-                inner = sequence()
-                if pos == len(signature):
-                    raise bad("unclosed '('")
-                if any(rec for _, rec in inner):
-                    raise bad("'^r' must be outside parentheses")
-                text = "".join(t for t, _ in inner)
-            elif c in letters:
-                text = c
-            else:
-                raise bad(f"unexpected '{c}' at position {pos}")
+    groups, pos = [[]], 0  # the open groups, innermost last, each a list of (letters, is_recursed)
+    while pos < len(signature):
+        c = signature[pos]
+        if c == "(":
+            groups.append([])
             pos += 1
-            power = re.match(r"\^(r|[1-9][0-9]*)", signature[pos:])
-            if signature[pos:pos + 1] == "^" and not power:
-                raise bad(f"'^' at position {pos} must be followed by r or a positive integer")
-            if power:
-                pos += power.end()
-            if power and power.group(1) == "r":
-                items.append((text, True))
-            else:
-                items.append((text * (int(power.group(1)) if power else 1), False))
-        return items
-
-    items = sequence()
-    if pos < len(signature):
-        raise bad(f"unmatched ')' at position {pos}")
+            continue
+        if c == ")":
+            if len(groups) == 1:
+                raise bad(f"unmatched ')' at position {pos}")
+            if any(rec for _, rec in groups[-1]):
+                raise bad("'^r' must be outside parentheses")
+            text = "".join(t for t, _ in groups.pop())
+        elif c in letters:
+            text = c
+        else:
+            raise bad(f"unexpected '{c}' at position {pos}")
+        pos += 1
+        power = re.match(r"\^(r|[1-9][0-9]*)", signature[pos:])
+        if signature[pos:pos + 1] == "^" and not power:
+            raise bad(f"'^' at position {pos} must be followed by r or a positive integer")
+        pos += power.end() if power else 0
+        n = power.group(1) if power else "1"
+        groups[-1].append((text, True) if n == "r" else (text * int(n), False))
+    if len(groups) > 1:
+        raise bad("unclosed '('")
+    items = groups[0]
     if not items:
         raise bad("it is empty")
     recursed = [i for i, (_, rec) in enumerate(items) if rec]
@@ -221,34 +202,29 @@ def parse_signature(signature: str, n_layer: int) -> tuple[str, str, str]:
     return pre, unit, post
 
 
-ROUND_SAMPLERS, INJECTIONS = ("fixed", "binomial", "poisson"), ("none", "add", "concat")
-STATE_INITS, ADAPTERS = ("input", "noise"), ("none", "per_round", "per_count")
+CHOICES = dict(round_sampler=("fixed", "binomial", "poisson"), injection=("none", "add", "concat"),
+               state_init=("input", "noise"), adapter=("none", "per_round", "per_count"))
 
 
 class Plan:
-    """Which physical block runs at each step: layers(r) = pre + unit * r + post, built once from the config.
-
-    Also the distribution of training rounds, the FLOP count and describe(). `config` is any dataclass with
-    RecursionConfig's fields and n_layer; a bad one raises a one-line ValueError.
-    """
+    """Which physical block runs at each step, layers(r) = pre + unit * r + post, built once from a config
+    with RecursionConfig's fields and n_layer (a bad one raises a one-line ValueError); also the training
+    rounds' distribution, the FLOP count and describe()."""
 
     def __init__(self, config):
         c = config
-        for name, value, allowed in (("round_sampler", c.round_sampler, ROUND_SAMPLERS),
-                                     ("injection", c.injection, INJECTIONS),
-                                     ("state_init", c.state_init, STATE_INITS), ("adapter", c.adapter, ADAPTERS)):
-            if value not in allowed:
-                raise ValueError(f"{name}='{value}' is not one of {', '.join(allowed)}")
+        for name, allowed in CHOICES.items():
+            if getattr(c, name) not in allowed:
+                raise ValueError(f"{name}='{getattr(c, name)}' is not one of {', '.join(allowed)}")
         if c.r < 1 or c.degree < 1 or c.bptt_rounds < 0 or c.adapter_rank < 0:
             raise ValueError(f"need r >= 1, degree >= 1, bptt_rounds >= 0, adapter_rank >= 0 (got r={c.r}, "
                              f"degree={c.degree}, bptt_rounds={c.bptt_rounds}, adapter_rank={c.adapter_rank})")
         if not 0.0 <= c.stochastic_p < 1.0:
             raise ValueError(f"stochastic_p={c.stochastic_p} must be in [0, 1)")
-        self.signature, self.r, self.n_layer, self.degree = c.signature, c.r, c.n_layer, c.degree
-        self.letters = parse_signature(c.signature, c.n_layer)  # (pre, unit, post) as letters
-        pre, unit, post = self.letters
-        self.recursive = bool(unit)
-        n_letters = len(set(pre + unit + post))
+        self.signature, self.r, self.degree, self.bptt_rounds = c.signature, c.r, c.degree, c.bptt_rounds
+        self.n_layer = c.n_layer
+        self.letters = pre, unit, post = parse_signature(c.signature, c.n_layer)
+        self.recursive, n_letters = bool(unit), len(set(pre + unit + post))
         parts = c.partition.split(":") if c.partition else ["1"] * n_letters
         self.weights = [int(w) if w.isdigit() else 0 for w in parts]
         if len(self.weights) != n_letters or min(self.weights) < 1:
@@ -262,9 +238,7 @@ class Plan:
             raise ValueError("state_init='noise' discards the stream unless injection is 'add' or 'concat'")
         self.pre, self.unit, self.post = (self._expand(part, 0, c.n_layer, c.degree) for part in self.letters)
         self.max_r = {"fixed": c.r, "binomial": c.r, "poisson": 4 * c.r}[c.round_sampler]  # poisson: Huginn's cap
-        self.sampled = c.round_sampler != "fixed"
-        self.adapted = c.adapter != "none"  # adapters exist for max_r rounds only
-        self.bptt_rounds = c.bptt_rounds
+        self.sampled, self.adapted = c.round_sampler != "fixed", c.adapter != "none"  # adapters: max_r rounds only
         self.round_probs = self._round_distribution(c.round_sampler, c.stochastic_p)  # {r: probability} in training
 
     def _expand(self, letters: str, lo: int, hi: int, degree: int) -> list[int]:
@@ -302,8 +276,7 @@ class Plan:
     def describe(self, r: int | None = None) -> str:
         r = self.check_r(r)
         parts = [self.pre] + [self.unit] * r + [self.post]
-        text = " | ".join(" ".join(map(str, p)) for p in parts if p)
-        n = sum(map(len, parts))
+        text, n = " | ".join(" ".join(map(str, p)) for p in parts if p), sum(map(len, parts))
         return (f"{self.signature} (r={r}, degree {self.degree}): {text}  "
                 f"[{n} applications, {n / self.n_layer:.2f}x of {self.n_layer} layers]")
 
@@ -311,13 +284,11 @@ class Plan:
         """Distribution of training rounds. binomial: 1 + Binomial(r-1, 1-p) (stochastic RINS);
         poisson: 1 + Poisson(lambda), lambda ~ LogNormal(ln(r-1) - s^2/2, s), s = 0.5, capped at 4r
         (Geiping et al.), so the mean is r; its mixture is integrated on lambda quantiles."""
-        if sampler == "fixed":
+        if sampler == "fixed" or self.r == 1 and sampler == "poisson":
             return {self.r: 1.0}
         if sampler == "binomial":
             n, q = self.r - 1, 1 - p
             return {1 + k: math.comb(n, k) * q ** k * (1 - q) ** (n - k) for k in range(n + 1)}
-        if self.r == 1:
-            return {1: 1.0}
         s, quantiles = 0.5, (torch.arange(4000, dtype=torch.float64) + 0.5) / 4000
         lam = torch.exp(math.log(self.r - 1) - s * s / 2 + s * math.sqrt(2) * torch.special.erfinv(2 * quantiles - 1))
         k = torch.arange(self.max_r, dtype=torch.float64)
@@ -332,15 +303,13 @@ class Plan:
 
     def flops(self, block_matmuls: int, n_embd: int, seq_len: int, train: bool = True, r: int | None = None,
               round_matmuls: int = 0, end_matmuls: int = 0) -> float:
-        """FLOPs per token of the blocks along the plan. A block application is 2*matmul weights (linears)
-        + 4*T*d (q.k^T and att.v over the *full* T x T square: causal masking is not halved, as the math SDPA
-        kernel computes it); the extras add 2*round_matmuls per round and 2*end_matmuls after the rounds.
-        Training triples the forward except in rounds run without grad (truncated backprop), which cost the
-        forward only. With sampled rounds and r=None the count is the expectation over round_probs."""
+        """FLOPs per token of the blocks along the plan. An application is 2*matmul weights + 4*T*d (q.k^T and
+        att.v over the *full* T x T square, as the math SDPA kernel computes it); the extras add 2*round_matmuls
+        per round, 2*end_matmuls once. Training triples the forward, except in rounds run without grad
+        (truncated backprop). With sampled rounds and r=None: the expectation over round_probs."""
         probs = self.round_probs if train and r is None else {self.check_r(r): 1.0}
         apply = 2 * block_matmuls + 4 * seq_len * n_embd
-        round_cost = len(self.unit) * apply + 2 * round_matmuls
-        total = 0.0
+        round_cost, total = len(self.unit) * apply + 2 * round_matmuls, 0.0
         for rounds, p in probs.items():
             no_grad = max(rounds - self.bptt_rounds, 0) if self.bptt_rounds and train else 0
             fwd_grad = (len(self.pre) + len(self.post)) * apply + (rounds - no_grad) * round_cost + 2 * end_matmuls
@@ -349,7 +318,7 @@ class Plan:
 
 
 # -----------------------------------------------------------------------------
-# Per-round extras: the only parameters beyond the baseline's, used by the loop at round boundaries
+# Per-round extras: the only parameters beyond the baseline's, called by the loop at round boundaries
 
 
 class Adapter(nn.Module):
@@ -357,9 +326,8 @@ class Adapter(nn.Module):
 
     def __init__(self, n_embd: int, rank: int):
         super().__init__()
-        inner = rank or n_embd
-        self.down = nn.Linear(n_embd, inner, bias=False) if rank else nn.Identity()
-        self.up = nn.Linear(inner, n_embd, bias=False)
+        self.down = nn.Linear(n_embd, rank, bias=False) if rank else nn.Identity()
+        self.up = nn.Linear(rank or n_embd, n_embd, bias=False)
         self.up.zero_init = True
 
     def forward(self, h):
@@ -367,11 +335,7 @@ class Adapter(nn.Module):
 
 
 class RoundExtras(nn.Module):
-    """What some recursions add around the unit's rounds; every hook is the identity under the defaults.
-
-    start: the first state; grad: truncated backprop; before_round: input injection; after_round: per-round
-    adapter; end: per-count adapter. Its parameters (adapters, the concat-injection matrix) count apart.
-    """
+    """Input injection, the latent first state, truncated backprop and adapters: identities by default."""
 
     def __init__(self, config, max_r: int):
         super().__init__()
@@ -383,20 +347,18 @@ class RoundExtras(nn.Module):
         self.adapters = nn.ModuleList(Adapter(c.n_embd, c.adapter_rank) for _ in range(n_adapters))
 
     def start(self, e):
-        """The first state from the prelude's output e: e itself, or (latent) fresh noise with e's std every call."""
+        """The first state from the prelude's output e: e itself, or (latent) fresh noise of e's std every call."""
         if self.state_init == "input":
             return e
         std = e.detach().std().item()
         return nn.init.trunc_normal_(torch.empty_like(e), std=std, a=-3 * std, b=3 * std)
 
     def grad(self, k: int, r: int):
-        """Round k of r builds a graph only among the last bptt_rounds rounds (0 = all)."""
-        if not self.bptt_rounds:
-            return nullcontext()
-        return torch.set_grad_enabled(torch.is_grad_enabled() and k >= r - self.bptt_rounds)
+        """Round k of r builds a graph only if it is one of the last bptt_rounds (0 = all)."""
+        return torch.set_grad_enabled(torch.is_grad_enabled() and k >= r - (self.bptt_rounds or r))
 
     def before_round(self, s, e):
-        """Input injection: the prelude's output e re-enters every round, added or through W [s, e]."""
+        """Injection: the prelude's output e re-enters every round, added or through W [s, e]."""
         if self.injection == "add":
             return s + e
         return self.inject(torch.cat([s, e], dim=-1)) if self.injection == "concat" else s
@@ -405,13 +367,14 @@ class RoundExtras(nn.Module):
         return self.adapters[k](s) if self.adapter == "per_round" else s
 
     def end(self, s, r: int):
-        return self.adapters[r - 1](s) if self.adapter == "per_count" else s  # tells the post blocks how many ran
+        return self.adapters[r - 1](s) if self.adapter == "per_count" else s  # tells the post blocks r
 
     def matmuls(self) -> tuple[int, int]:
         """Matmul weights added per round and once after the rounds (Plan.flops' round_matmuls, end_matmuls)."""
         adapter = linear_weights(self.adapters[0]) if self.adapters else 0
         per_round = self.adapter == "per_round"
-        return linear_weights(self.inject) + (adapter if per_round else 0), 0 if per_round else adapter
+        return linear_weights(self.inject) + adapter * per_round, adapter * (not per_round)
+
 
 # -----------------------------------------------------------------------------
 # What GPT and ViT share: the loop over the plan, init order, parameter counts, the optimizer
@@ -428,12 +391,10 @@ class PlanModel(nn.Module):
         for m in self.extras.modules():
             init_weights(m, config.n_layer)
 
-    def run_plan(self, x, blocks: nn.ModuleList, r: int | None = None, caches: list | None = None,
-                 states: list | None = None):
+    def run_plan(self, x, blocks: nn.ModuleList, r: int | None = None, caches: list | None = None, states=None):
         """The blocks along plan.layers(r): pre once, the unit r times, post once. The step-th application
-        runs with caches[step]; `states` (if a list) gets the stream after every application."""
-        plan, extras = self.plan, self.extras
-        steps = list(enumerate(plan.layers(r)))  # (application, physical block index)
+        uses caches[step]; `states` (if a list) gets the stream after every application."""
+        plan, extras, steps = self.plan, self.extras, list(enumerate(self.plan.layers(r)))  # (step, block index)
         r = plan.check_r(r)
 
         def run(x, part):
@@ -483,20 +444,20 @@ class PlanModel(nn.Module):
 
 @dataclass
 class RecursionConfig:
-    """The recursion fields (read by Plan and RoundExtras); GPTConfig and ViTConfig inherit them."""
-    signature: str = "AB"  # the plan: letters are slices of the layers in order, groups '(...)', powers '^n' and
-    # one '^r' for the recursed unit; AB = baseline, A^rB = RINS, (AB)^r = RAO, AB^r, AB^rC; 'blockwise', 'reverse'
+    """The recursion fields, read by Plan and RoundExtras; GPTConfig and ViTConfig inherit them."""
+    signature: str = "AB"  # the plan: letters = slices of the layers in order, groups '(...)', powers '^n', one '^r'
+    # (the recursed unit): AB = baseline, A^rB = RINS, (AB)^r = RAO, AB^r, AB^rC; also 'blockwise', 'reverse'
     r: int = 1  # rounds of the '^r' unit, >= 1 (1 without a unit); for round_sampler='poisson' the mean
     degree: int = 1  # >= 1; at degree d every letter runs the degree d-1 plan of its own slice (fractal RINS)
     partition: str = ""  # letter sizes, one positive integer per letter, e.g. '1:2:1'; '' = equal slices
-    round_sampler: str = "fixed"  # training rounds: 'fixed' (always r) | 'binomial' (stochastic RINS, 1..r) |
+    round_sampler: str = "fixed"  # training rounds: 'fixed' (r) | 'binomial' (stochastic RINS, 1..r) |
     # 'poisson' (latent recurrence: 1 + Poisson with a log-normal rate, mean r, capped at 4r)
     stochastic_p: float = 0.5  # binomial only, in [0, 1): each round after the first is skipped with probability p
-    bptt_rounds: int = 0  # backprop through only the last k rounds, the earlier ones run without grad; 0 = all
+    bptt_rounds: int = 0  # >= 0: backprop through only the last k rounds, earlier ones run without grad; 0 = all
     injection: str = "none"  # the prelude's output e re-enters each round: 'none' | 'add' (s + e) | 'concat' (W [s, e])
     state_init: str = "input"  # the unit's first state: 'input' (the prelude's output) | 'noise' (needs injection)
     adapter: str = "none"  # zero-init linear adapters: 'none' | 'per_round' (one after each round) |
-    # 'per_count' (one after the last round, chosen by the number of rounds, so the post blocks know r)
+    # 'per_count' (one after the last round, picked by the number of rounds, so the post blocks know r)
     adapter_rank: int = 0  # adapter size: 0 = full d x d, k > 0 = rank-k factors d -> k -> d
 
 
@@ -509,9 +470,6 @@ class GPTConfig(RecursionConfig):
     n_embd: int = 384
     dropout: float = 0.0
     bias: bool = False
-
-
-KV_SHARES = ("none", "first", "last")
 
 
 class GPT(PlanModel):
@@ -552,43 +510,37 @@ class GPT(PlanModel):
         """Model FLOPs per token at context block_size: the blocks along the plan (Plan.flops) plus the
         tied LM head (2*V*d forward, x3 to train). Embedding lookups, norms and activations are not
         counted. Agrees with torch.utils.flop_counter.FlopCounterMode under the math SDPA kernel."""
-        c = self.config
-        stack = self.plan.flops(linear_weights(self.transformer.h[0]), c.n_embd, c.block_size, train, r,
-                                *self.extras.matmuls())
+        c, h = self.config, self.transformer.h
+        stack = self.plan.flops(linear_weights(h[0]), c.n_embd, c.block_size, train, r, *self.extras.matmuls())
         return stack + (6 if train else 2) * c.vocab_size * c.n_embd
 
-    def new_caches(self, r: int | None = None, kv_share: str = "none") -> list:
-        """One KV cache per application of plan.layers(r), for forward(caches=...).
-
-        kv_share trades the training computation for memory at inference: with 'first' only the unit's first
-        round stores keys and values, and each later round's application reads those of the first round's
-        application at the same place in the unit, plus its own current key and value; with 'last' only the
-        last round stores and the earlier rounds read it. Shared caches take one token per forward call.
-        """
-        if kv_share not in KV_SHARES:
-            raise ValueError(f"kv_share='{kv_share}' is not one of {', '.join(KV_SHARES)}")
-        caches = [KVCache() for _ in self.plan.layers(r)]
-        r = self.plan.check_r(r)
-        if kv_share != "none" and self.plan.recursive:
-            a, n = len(self.plan.pre), len(self.plan.unit)
-            own = 0 if kv_share == "first" else r - 1  # the round that stores
-            for k in range(r):
-                if k != own:
-                    caches[a + k * n:a + (k + 1) * n] = map(SharedKV, caches[a + own * n:a + (own + 1) * n])
+    def new_caches(self, r: int | None = None, kv_share: str = "none") -> list[KVCache]:
+        """One KV cache per application of plan.layers(r), for forward(caches=...). kv_share saves memory at
+        inference, unlike training: with 'first' ('last') only the unit's first (last) round stores keys and
+        values; the other rounds' applications attend to its past at the same place in the unit, plus their own
+        current key and value. Shared caches take one token per forward call."""
+        if kv_share not in ("none", "first", "last"):
+            raise ValueError(f"kv_share='{kv_share}' is not one of none, first, last")
+        caches, r = [KVCache() for _ in self.plan.layers(r)], self.plan.check_r(r)
+        a, n = len(self.plan.pre), len(self.plan.unit)
+        own = 0 if kv_share == "first" else r - 1  # the round that stores
+        for k in range(r):
+            if kv_share != "none" and k != own:
+                caches[a + k * n:a + (k + 1) * n] = map(KVCache, caches[a + own * n:a + (own + 1) * n])
         return caches
 
     def kv_cache_bytes_per_token(self, kv_share: str = "none", r: int | None = None) -> int:
         """Bytes of keys and values stored per token of context and sequence, at the parameters' dtype."""
-        stored = sum(isinstance(c, KVCache) for c in self.new_caches(r, kv_share))
+        stored = sum(c.owner is None for c in self.new_caches(r, kv_share))
         return stored * 2 * self.config.n_embd * self.lm_head.weight.element_size()
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
                  r: int | None = None, use_cache: bool = True, kv_share: str = "none"):
-        """Sample max_new_tokens tokens. With use_cache each application in the plan keeps its own KV
-        cache (or shares one, see new_caches); when the context fills, the cache is rebuilt from the last
-        block_size tokens, so with kv_share='none' the result equals recomputing from scratch (use_cache=False).
-        A shared cache reads the prompt token by token: prompt and generated tokens follow the same rule."""
+        """Sample max_new_tokens tokens. With use_cache each application in the plan keeps its own KV cache
+        (or shares one, see new_caches); when the context fills, the cache is rebuilt from the last block_size
+        tokens, so with kv_share='none' the result equals recomputing from scratch (use_cache=False).
+        Shared caches read the prompt token by token: prompt and generated tokens follow the same rule."""
         if kv_share != "none" and not use_cache:
             raise ValueError(f"kv_share='{kv_share}' shares KV caches, so it needs use_cache=True")
         caches = None
@@ -632,8 +584,7 @@ class ViTConfig(RecursionConfig):
 def sincos_2d(h: int, w: int, dim: int) -> torch.Tensor:
     """Fixed 2-D sin-cos positions (simple_vit): dim/4 frequencies each for sin x, cos x, sin y, cos y."""
     omega = 1.0 / 10000 ** (torch.arange(dim // 4) / max(dim // 4 - 1, 1))
-    grid = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-    y, x = (t.flatten()[:, None] * omega for t in grid)  # (h*w, dim/4)
+    y, x = (t.flatten()[:, None] * omega for t in torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij"))
     return torch.cat((x.sin(), x.cos(), y.sin(), y.cos()), dim=1)  # (h*w, dim)
 
 
@@ -646,8 +597,7 @@ class ViT(PlanModel):
         if c.image_size % c.patch_size or c.n_embd % c.n_head or c.n_embd % 4:
             raise ValueError(f"need patch_size | image_size, n_head | n_embd and 4 | n_embd "
                              f"(got {c.patch_size}, {c.image_size}, {c.n_head}, {c.n_embd})")
-        self.plan = Plan(c)
-        grid = c.image_size // c.patch_size
+        self.plan, grid = Plan(c), c.image_size // c.patch_size
         self.n_patches = grid * grid
         self.patch_embed = nn.Linear(c.channels * c.patch_size ** 2, c.n_embd, bias=c.bias)
         self.register_buffer("pos", sincos_2d(grid, grid, c.n_embd), persistent=False)  # not learned, not saved

@@ -28,7 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import compare
 import prepare
 from checkpoint import load_checkpoint, load_model_state
-from model import GPT, GPTConfig, KVCache, ViT, ViTConfig, parse_signature
+from model import GPT, GPTConfig, ViT, ViTConfig, parse_signature
 from prepare import (CAPTION_LEN, CAPTION_VOCAB, CLASS_NAMES, FASHION_CLASSES, HELDOUT_TEMPLATES, TRAIN_TEMPLATES,
                      captions, encode_captions, zero_shot_prompts)
 from siglip import SigLIP, SigLIPConfig, sigmoid_loss
@@ -282,6 +282,70 @@ def test_cache_has_one_entry_per_application():
     assert len(caches) == 8 and all(len(c) == 7 for c in caches)
     # round 2 of layer 0 saw round-1 output, not the embeddings: its keys differ from round 1's
     assert not torch.allclose(caches[0].k, caches[2].k)
+
+
+def logits_token_by_token(model, x, r=None, kv_share="none"):
+    caches = model.new_caches(r, kv_share)
+    return torch.cat([model(x[:, [t]], r=r, caches=caches)[0] for t in range(x.size(1))], dim=1), caches
+
+
+@pytest.mark.parametrize("name", ["baseline", "reverse", "rins_r2", "rao", "ab2", "degree2", "latent_lite",
+                                  "per_count"])
+def test_kv_share_changes_only_later_rounds(name):
+    """kv_share='none' token by token equals recomputation. 'first'/'last' equal it where no round repeats
+    (r=1, plans without '^r'), and differ from it at r >= 2 except on the first token, which has no past."""
+    model = tiny_gpt(n_layer=8, **VARIANTS[name]).eval()
+    x = batch(2, B=2, T=9)[0]
+    for r in ([None] if not model.plan.recursive else [1, 2, 3]):
+        none, _ = logits_token_by_token(model, x, r)
+        torch.testing.assert_close(none, model(x, x, r=r)[0], rtol=0, atol=1e-5)
+        for kv_share in ("first", "last"):
+            shared, _ = logits_token_by_token(model, x, r, kv_share)
+            tokens = model.generate(x[:, :3], 6, temperature=0, r=r, kv_share=kv_share)
+            if r in (None, 1):
+                assert torch.equal(shared, none)
+                assert torch.equal(tokens, model.generate(x[:, :3], 6, temperature=0, r=r))
+            else:
+                assert torch.equal(shared[:, 0], none[:, 0]), kv_share  # the first token has no past to share
+                assert not torch.allclose(shared[:, 1:], none[:, 1:]), kv_share
+
+
+def test_kv_share_first_keeps_round_one_and_stores_one_round():
+    """With 'first' the prelude and round 1 run exactly as without sharing, and rounds 2.. store nothing."""
+    model = tiny_gpt(n_layer=8, signature="AB^rC", partition="1:2:1", r=3).eval()  # A = 0 1, unit = 2 3 4 5, C = 6 7
+    x = batch(3, B=2, T=6)[0]
+    _, none = logits_token_by_token(model, x)
+    _, first = logits_token_by_token(model, x, kv_share="first")
+    for step in range(2 + 4):  # the prelude's and round 1's applications
+        assert torch.equal(first[step].k, none[step].k) and torch.equal(first[step].v, none[step].v)
+    assert [c.owner is not None for c in first] == [False] * 6 + [True] * 8 + [False] * 2
+    assert all(len(c) == 6 for c in first)
+    assert all(c.k is None for c in first[6:14]) and first[6].owner is first[2]  # round 2 reads round 1's first block
+
+
+def test_kv_cache_bytes_per_token():
+    """A^rB, r=2, 8 layers: 12 applications store keys and values without sharing, 8 with 'first' or 'last'."""
+    model = tiny_gpt(n_layer=8, signature="A^rB", r=2).eval()
+    per_application = 2 * 32 * 4  # k and v, n_embd floats of 4 bytes
+    x = batch(4, B=2, T=5)[0]
+    for kv_share, applications in (("none", 12), ("first", 8), ("last", 8)):
+        assert model.kv_cache_bytes_per_token(kv_share) == applications * per_application
+        _, caches = logits_token_by_token(model, x, kv_share=kv_share)
+        stored = sum(c.k.nbytes + c.v.nbytes for c in caches if c.owner is None)
+        assert stored == model.kv_cache_bytes_per_token(kv_share) * x.numel()
+    assert tiny_gpt(n_layer=8).kv_cache_bytes_per_token("first") == 8 * per_application  # nothing to share
+
+
+def test_kv_share_errors_are_one_line():
+    model = tiny_gpt(signature="A^rB", r=2).eval()
+    x = batch()[0]
+    cases = [(lambda: model.new_caches(kv_share="middle"), "is not one of none, first, last"),
+             (lambda: model(x[:, :3], caches=model.new_caches(kv_share="first")), "one token per call"),
+             (lambda: model.generate(x[:, :3], 2, kv_share="last", use_cache=False), "needs use_cache=True")]
+    for call, fragment in cases:
+        with pytest.raises(ValueError) as err:
+            call()
+        assert fragment in str(err.value) and "\n" not in str(err.value)
 
 
 # -----------------------------------------------------------------------------
