@@ -377,69 +377,7 @@ class RoundExtras(nn.Module):
 
 
 # -----------------------------------------------------------------------------
-# What GPT and ViT share: the loop over the plan, init order, parameter counts, the optimizer
-
-
-class PlanModel(nn.Module):
-    """A model with `plan` (a Plan) and `extras` (its RoundExtras) over one ModuleList of blocks."""
-
-    def _init_weights(self, config) -> None:
-        """Init every module, then build the extras: they come last, so they never shift the blocks' init."""
-        for m in self.modules():
-            init_weights(m, config.n_layer)
-        self.extras = RoundExtras(config, self.plan.max_r)
-        for m in self.extras.modules():
-            init_weights(m, config.n_layer)
-
-    def run_plan(self, x, blocks: nn.ModuleList, r: int | None = None, caches: list | None = None, states=None):
-        """The blocks along plan.layers(r): pre once, the unit r times, post once. The step-th application
-        uses caches[step]; `states` (if a list) gets the stream after every application."""
-        plan, extras, steps = self.plan, self.extras, list(enumerate(self.plan.layers(r)))  # (step, block index)
-        r = plan.check_r(r)
-
-        def run(x, part):
-            for step, i in part:
-                x = blocks[i](x, None if caches is None else caches[step])
-                if states is not None:
-                    states.append(x)
-            return x
-
-        a, n = len(plan.pre), len(plan.unit)
-        x = run(x, steps[:a])
-        if plan.recursive:
-            e, x = x, extras.start(x)  # e: the prelude's output, which injection feeds back every round
-            for k in range(r):
-                with extras.grad(k, r):  # truncated backprop: early rounds build no graph
-                    x = extras.before_round(x, e)
-                    x = run(x, steps[a + k * n:a + (k + 1) * n])
-                    x = extras.after_round(k, x)
-            x = extras.end(x, r)
-        return run(x, steps[a + r * n:])
-
-    def get_num_params(self, non_embedding: bool = True) -> int:
-        """Parameters of the baseline architecture (identical for every signature; the extras are
-        `get_num_extra_params`), by default without learned position tables (`is_position`)."""
-        n = sum(p.numel() for p in self.parameters()) - self.get_num_extra_params()
-        if non_embedding:
-            n -= sum(m.weight.numel() for m in self.modules() if getattr(m, "is_position", False))
-        return n
-
-    def get_num_extra_params(self) -> int:
-        return sum(p.numel() for m in self.modules() if isinstance(m, RoundExtras) for p in m.parameters())
-
-    def configure_optimizers(self, weight_decay: float, learning_rate: float, betas, device_type: str):
-        params = [p for p in self.parameters() if p.requires_grad]
-        decay = [p for p in params if p.dim() >= 2]  # matmul weights and embeddings; not norms, biases or scalars
-        no_decay = [p for p in params if p.dim() < 2]
-        print(f"decayed tensors: {len(decay)} ({sum(p.numel() for p in decay):,} params), "
-              f"non-decayed: {len(no_decay)} ({sum(p.numel() for p in no_decay):,} params)")
-        groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        fused = device_type == "cuda"  # one kernel for all tensors; CPU keeps the reference foreach path
-        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused)
-
-
-# -----------------------------------------------------------------------------
-# GPT
+# Configuration
 
 
 @dataclass
@@ -470,6 +408,72 @@ class GPTConfig(RecursionConfig):
     n_embd: int = 384
     dropout: float = 0.0
     bias: bool = False
+
+
+# -----------------------------------------------------------------------------
+# What GPT and ViT share: the loop over the plan, init order, parameter counts, the optimizer
+
+
+class PlanModel(nn.Module):
+    """A model with `plan` (a Plan) and `extras` (its RoundExtras) over one ModuleList of blocks."""
+
+    def _init_weights(self, config) -> None:
+        """Init every module, then build the extras: they come last, so they never shift the blocks' init."""
+        for m in self.modules():
+            init_weights(m, config.n_layer)
+        self.extras = RoundExtras(config, self.plan.max_r)
+        for m in self.extras.modules():
+            init_weights(m, config.n_layer)
+
+    def get_num_params(self, non_embedding: bool = True) -> int:
+        """Parameters of the baseline architecture (identical for every signature; the extras are
+        `get_num_extra_params`), by default without learned position tables (`is_position`)."""
+        n = sum(p.numel() for p in self.parameters()) - self.get_num_extra_params()
+        if non_embedding:
+            n -= sum(m.weight.numel() for m in self.modules() if getattr(m, "is_position", False))
+        return n
+
+    def get_num_extra_params(self) -> int:
+        return sum(p.numel() for m in self.modules() if isinstance(m, RoundExtras) for p in m.parameters())
+
+    def configure_optimizers(self, weight_decay: float, learning_rate: float, betas, device_type: str):
+        params = [p for p in self.parameters() if p.requires_grad]
+        decay = [p for p in params if p.dim() >= 2]  # matmul weights and embeddings; not norms, biases or scalars
+        no_decay = [p for p in params if p.dim() < 2]
+        print(f"decayed tensors: {len(decay)} ({sum(p.numel() for p in decay):,} params), "
+              f"non-decayed: {len(no_decay)} ({sum(p.numel() for p in no_decay):,} params)")
+        groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        fused = device_type == "cuda"  # one kernel for all tensors; CPU keeps the reference foreach path
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused)
+
+    def run_plan(self, x, blocks: nn.ModuleList, r: int | None = None, caches: list | None = None, states=None):
+        """The blocks along plan.layers(r): pre once, the unit r times, post once. The step-th application
+        uses caches[step]; `states` (if a list) gets the stream after every application."""
+        plan, extras, steps = self.plan, self.extras, list(enumerate(self.plan.layers(r)))  # (step, block index)
+        r = plan.check_r(r)
+
+        def run(x, part):
+            for step, i in part:
+                x = blocks[i](x, None if caches is None else caches[step])
+                if states is not None:
+                    states.append(x)
+            return x
+
+        a, n = len(plan.pre), len(plan.unit)
+        x = run(x, steps[:a])
+        if plan.recursive:
+            e, x = x, extras.start(x)  # e: the prelude's output, which injection feeds back every round
+            for k in range(r):
+                with extras.grad(k, r):  # truncated backprop: early rounds build no graph
+                    x = extras.before_round(x, e)
+                    x = run(x, steps[a + k * n:a + (k + 1) * n])
+                    x = extras.after_round(k, x)
+            x = extras.end(x, r)
+        return run(x, steps[a + r * n:])
+
+
+# -----------------------------------------------------------------------------
+# GPT
 
 
 class GPT(PlanModel):

@@ -27,10 +27,13 @@ temperature = 0.8  # 0 = greedy
 top_k = 200
 r = 0  # recursion rounds at inference; 0 = the depth the model was trained with
 use_cache = True
+kv_share = "none"  # 'first' | 'last': rounds of the unit share one round's KV cache (less memory, not as trained)
 seed = 1337
 device = "cpu"
 # -----------------------------------------------------------------------------
 configure(globals(), sys.argv[1:], "sample.py")
+if kv_share not in ("none", "first", "last") or (kv_share != "none" and not use_cache):
+    raise SystemExit(f"sample.py: kv_share='{kv_share}' must be none, first or last (first/last need use_cache=True)")
 if num_samples < 1 or max_new_tokens < 0 or temperature < 0 or top_k < 1 or r < 0:
     raise SystemExit(f"sample.py: need num_samples >= 1, max_new_tokens >= 0, temperature >= 0, top_k >= 1, r >= 0 "
                      f"(got {num_samples}, {max_new_tokens}, {temperature}, {top_k}, {r})")
@@ -78,6 +81,7 @@ if not ids:
     raise SystemExit("sample.py: the start prompt encodes to no tokens; give at least one character")
 x = torch.tensor(ids, dtype=torch.long, device=device)[None, ...]
 for _ in range(num_samples):
-    y = model.generate(x, max_new_tokens, temperature=temperature, top_k=top_k, r=depth, use_cache=use_cache)
+    y = model.generate(x, max_new_tokens, temperature=temperature, top_k=top_k, r=depth, use_cache=use_cache,
+                       kv_share=kv_share)
     print(decode(y[0].tolist()))
     print("---------------")
