@@ -101,11 +101,11 @@ for name, c in cfgs.items():
     if run["compile"]:
         for block in model.transformer.h:  # as train.py: one graph serves every application of a block
             block.compile(dynamic=False)
-    rec, rounds_gen = model.recursion, torch.Generator().manual_seed(seed + 1_000_003)  # train.py's rounds stream
-    seq = [rec.sample_rounds(rounds_gen) if rec.cfg.round_sampler != "fixed" else None for _ in range(run["steps"])]
+    rec, rounds_gen = model.plan, torch.Generator().manual_seed(seed + 1_000_003)  # train.py's rounds stream
+    seq = [rec.sample_r(rounds_gen) if rec.sampled else None for _ in range(run["steps"])]
     variants.append(SimpleNamespace(name=name, model=model, opt=opt, seq=seq, times=[], new_graphs=0,
                                     scaler=torch.amp.GradScaler(device_type, enabled=dtype == "float16"),
-                                    apps=statistics.mean(len(rec.plan(r)) for r in seq),
+                                    apps=statistics.mean(len(rec.layers(r)) for r in seq),
                                     flops=statistics.mean(model.flops_per_token(train=True, r=r) for r in seq)))
 
 

@@ -26,7 +26,7 @@ from torch.nn import functional as F
 
 from checkpoint import load_checkpoint, load_model_state
 from model import GPT, GPTConfig
-from plan import applications, block_letters, colour, plan_of, segments
+from plan import applications, block_letters, colour, segments
 
 
 def streams(model: GPT, x, y, r: int | None = None) -> tuple[list, list, torch.Tensor]:
@@ -74,7 +74,7 @@ def diagnose(model: GPT, batches: list, r: int | None = None) -> dict:
     """Per application: lens loss, RMS norm, cosine to the previous application and to one round earlier;
     per block: gradient norm and its share of all blocks' squared gradient norm. Averages over batches."""
     apps = applications(model, r)
-    unit = len(plan_of(model).unit)
+    unit = len(model.plan.unit)
     later = [name.startswith("round ") and name != "round 1" for _, name in apps]  # has a previous round
     n = len(apps)
     lens, norm, cos_app, cos_round, loss_sum = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), 0.0
@@ -193,7 +193,7 @@ def main(argv: list[str]):
     model = GPT(GPTConfig(**ckpt["model_args"]))
     load_model_state(model, ckpt["model"], path)
     try:
-        text = plan_of(model).describe(args.r)
+        text = model.plan.describe(args.r)
     except ValueError as e:
         sys.exit(f"diagnose.py: {e}")
     model.to(args.device)

@@ -31,14 +31,9 @@ GALLERY = [("AB", "baseline", {}), ("A^rB", "RINS", {}), ("(AB)^r", "RAO (repeat
 ROUND_COLOURS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:olive", "tab:cyan", "tab:pink", "tab:brown"]
 
 
-def plan_of(model):
-    """The model's execution plan (.pre, .unit, .post, .recursive, .describe(r)); every tool reads it through here."""
-    return model.recursion  # TODO(lead): model.plan after the refactor
-
-
 def segments(model, r: int | None = None) -> list[tuple[str, list[int]]]:
     """The plan as named runs of physical block indices: prelude, round 1..r of the unit, coda."""
-    plan = plan_of(model)
+    plan = model.plan
     plan.describe(r)  # checks an r override against the plan (one-line ValueError)
     if not plan.recursive:
         return [("single pass", plan.pre)]
@@ -137,7 +132,7 @@ def gallery(shape: dict, out: str):
     columns = max(len(applications(m)) for m, _ in models)
     fig, axes = plt.subplots(4, 2, figsize=(2 * 0.62 * (columns + 3.4), 4 * 0.62 * 6.2))
     for ax, (model, head) in zip(axes.flat, models):
-        print(plan_of(model).describe())
+        print(model.plan.describe())
         draw(ax, model, title=title_of(model, head), columns=columns)
     legend = axes.flat[-1]
     legend.axis("off")
@@ -184,7 +179,7 @@ def main(argv: list[str]):
         model = build(args.signature, r, args.n_layer, **shape, degree=args.degree, partition=args.partition)
     except ValueError as e:
         sys.exit(f"plan.py: {e}")
-    print(plan_of(model).describe())
+    print(model.plan.describe())
     print(summary(model))
     N = len(applications(model))
     fig, ax = plt.subplots(figsize=(0.62 * (N + 3.4), 0.62 * (args.n_layer + 2.6)))

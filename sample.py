@@ -31,6 +31,7 @@ top_k = 200  # sample among the k most likely tokens only
 seed = 1337  # seeds the sampling, so equal seeds give equal samples
 # --- system ---
 use_cache = True  # KV cache, one entry per application in the plan (False: recompute the whole context per token)
+kv_share = "none"  # 'first' | 'last': later rounds read one round's KV cache (less memory, not as trained)
 device = "cpu"  # cpu, cuda, cuda:N or mps
 # -----------------------------------------------------------------------------
 _config_keys = [k for k, v in globals().items() if not k.startswith("_") and isinstance(v, (int, float, str, list))]
@@ -38,7 +39,7 @@ configure(globals(), sys.argv[1:], "sample.py")
 CHECKS = {  # every key's allowed values (see configurator.check)
     "out_dir": ("re", (r".+", "a non-empty path")), "r": (">=", 0), "start": ("re", (r"(?s).+", "a non-empty prompt")),
     "num_samples": (">=", 1), "max_new_tokens": (">=", 0), "temperature": (">=", 0), "top_k": (">=", 1),
-    "seed": (">=", 0), "use_cache": ("in", (False, True)),
+    "seed": (">=", 0), "use_cache": ("in", (False, True)), "kv_share": ("in", ("none", "first", "last")),
     "device": ("re", (r"cpu|mps|cuda(:\d+)?", "one of cpu, cuda, cuda:N, mps")),
 }
 if problems := check({k: globals()[k] for k in _config_keys}, CHECKS, "sample.py"):
@@ -48,6 +49,8 @@ try:
 except (RuntimeError, AssertionError) as e:
     raise SystemExit(f"sample.py: device='{device}' is not usable here ({str(e).splitlines()[0][:80]}); "
                      "use cpu, cuda, cuda:N or mps")
+if kv_share != "none" and not use_cache:
+    raise SystemExit(f"sample.py: kv_share='{kv_share}' shares the KV cache, so it needs use_cache=True")
 torch.manual_seed(seed)
 
 ckpt_path = os.path.join(out_dir, "ckpt.pt")
@@ -60,7 +63,7 @@ load_model_state(model, ckpt["model"], ckpt_path)
 model.eval().to(device)
 r = r or None  # None: the depth it was trained with
 try:
-    print(model.recursion.describe(r))
+    print(model.plan.describe(r))
 except ValueError as e:
     raise SystemExit(f"sample.py: {e}")
 
@@ -90,6 +93,7 @@ if not ids:
     raise SystemExit("sample.py: the start prompt encodes to no tokens; give at least one character")
 x = torch.tensor(ids, dtype=torch.long, device=device)[None, ...]
 for _ in range(num_samples):
-    y = model.generate(x, max_new_tokens, temperature=temperature, top_k=top_k, r=r, use_cache=use_cache)
+    y = model.generate(x, max_new_tokens, temperature=temperature, top_k=top_k, r=r, use_cache=use_cache,
+                       kv_share=kv_share)
     print(decode(y[0].tolist()))
     print("---------------")

@@ -23,7 +23,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import compare
 from checkpoint import load_checkpoint, load_model_state
-from model import GPT, GPTConfig, KVCache, SigLIP, SigLIPConfig, ViT, ViTConfig, parse_signature, sigmoid_loss
+from model import GPT, GPTConfig, ViT, ViTConfig, parse_signature
+from siglip import SigLIP, SigLIPConfig, sigmoid_loss
 from vision import (CAPTION_LEN, CAPTION_VOCAB, CLASS_NAMES, FASHION_CLASSES, HELDOUT_TEMPLATES, TRAIN_TEMPLATES,
                     captions, encode_captions, zero_shot_prompts)
 
@@ -83,7 +84,7 @@ VARIANTS = {
 ])
 def test_plans_match_paper_table(signature, kw, plan):
     """The worked plans of PAPER.md section 2 for L = 8."""
-    assert tiny_gpt(n_layer=8, signature=signature, **kw).plan == plan
+    assert tiny_gpt(n_layer=8, signature=signature, **kw).plan.layers() == plan
 
 
 @pytest.mark.parametrize("kw, fragment", [
@@ -149,7 +150,7 @@ def test_shared_plan_equals_unrolled_copy(name):
     """Running shared modules along the plan equals a plain GPT whose i-th block is a copy of
     block plan[i]: same logits, and each shared gradient is the sum over its applications."""
     shared = tiny_gpt(n_layer=8, **VARIANTS[name])
-    plan = shared.plan
+    plan = shared.plan.layers()
     unrolled = tiny_gpt(n_layer=len(plan))
     state = {k: v for k, v in shared.state_dict().items() if not k.startswith("transformer.h.")}
     for j, i in enumerate(plan):
@@ -182,18 +183,18 @@ def test_parameter_count_identical_across_signatures():
 def test_stochastic_rounds_mean(r, p):
     model = tiny_gpt(signature="A^rB", r=r, round_sampler="binomial", stochastic_p=p)
     g = torch.Generator().manual_seed(0)
-    draws = [model.recursion.sample_rounds(g) for _ in range(4000)]
+    draws = [model.plan.sample_r(g) for _ in range(4000)]
     expected = 1 + (r - 1) * (1 - p)
     assert abs(np.mean(draws) - expected) < 4 * np.std(draws) / math.sqrt(len(draws))
     assert min(draws) >= 1 and max(draws) <= r
-    probs = model.recursion.round_probs
+    probs = model.plan.round_probs
     assert math.isclose(sum(probs.values()), 1.0) and math.isclose(sum(k * q for k, q in probs.items()), expected)
     # one generator, one stream: the same seed replays the same depths
-    assert draws[:50] == [model.recursion.sample_rounds(g2) for g2 in [torch.Generator().manual_seed(0)] for _ in range(50)]
+    assert draws[:50] == [model.plan.sample_r(g2) for g2 in [torch.Generator().manual_seed(0)] for _ in range(50)]
 
 
 def test_poisson_rounds_mean_and_cap():
-    probs = tiny_gpt(**VARIANTS["latent"]).recursion.round_probs
+    probs = tiny_gpt(**VARIANTS["latent"]).plan.round_probs
     assert max(probs) == 8 and math.isclose(sum(probs.values()), 1.0, rel_tol=1e-9)
     assert abs(sum(k * q for k, q in probs.items()) - 2.0) < 0.01  # E[rounds] = r (cap loses almost nothing)
 
@@ -205,7 +206,7 @@ def test_zero_init_adapters_change_nothing_then_train(adapter, rank):
     adapted = tiny_gpt(seed=1, signature="A^rB", r=3, adapter=adapter, adapter_rank=rank)
     assert torch.equal(plain(x, y)[0], adapted(x, y)[0])
     adapted(x, y)[1].backward()
-    ups = [a.up.weight.grad for a in adapted.recursion.adapters]
+    ups = [a.up.weight.grad for a in adapted.extras.adapters]
     used = ups if adapter == "per_round" else ups[-1:]  # per_count at r=3 uses the third matrix only
     assert all(g is not None and g.abs().sum() > 0 for g in used)
 
@@ -225,7 +226,7 @@ def test_truncated_backprop_reaches_only_the_last_rounds():
     cut = tiny_gpt(seed=2, signature="A^rB", r=3, bptt_rounds=1, injection="add")
     states = []
     cut(x, y, states=states)[1].backward()
-    assert [s.requires_grad for s in states] == [False, False, True]
+    assert [s.requires_grad for s in states] == [False] * 4 + [True] * 4  # A A | A A | A A | B B: one per application
     # reference: the same computation with rounds 1-2 explicitly detached
     ref = tiny_gpt(seed=2, signature="A^rB", r=3, injection="add")
     h = ref.transformer
@@ -234,10 +235,10 @@ def test_truncated_backprop_reaches_only_the_last_rounds():
     s = e
     for k in range(3):
         s = s + e
-        for i in ref.recursion.unit:
+        for i in ref.plan.unit:
             s = h.h[i](s)
         s = s.detach() if k < 2 else s
-    for i in ref.recursion.post:
+    for i in ref.plan.post:
         s = h.h[i](s)
     logits = ref.lm_head(h.ln_f(s))
     torch.nn.functional.cross_entropy(logits.view(-1, 64), y.view(-1)).backward()
@@ -271,11 +272,75 @@ def test_cached_generation_equals_recomputation(name):
 
 def test_cache_has_one_entry_per_application():
     model = tiny_gpt(signature="A^rB", r=3).eval()
-    caches = [KVCache() for _ in model.plan]
+    caches = model.new_caches()
     model(batch()[0][:, :7], caches=caches)
     assert len(caches) == 8 and all(len(c) == 7 for c in caches)
     # round 2 of layer 0 saw round-1 output, not the embeddings: its keys differ from round 1's
     assert not torch.allclose(caches[0].k, caches[2].k)
+
+
+def logits_token_by_token(model, x, r=None, kv_share="none"):
+    caches = model.new_caches(r, kv_share)
+    return torch.cat([model(x[:, [t]], r=r, caches=caches)[0] for t in range(x.size(1))], dim=1), caches
+
+
+@pytest.mark.parametrize("name", ["baseline", "reverse", "rins_r2", "rao", "ab2", "degree2", "latent_lite",
+                                  "per_count"])
+def test_kv_share_changes_only_later_rounds(name):
+    """kv_share='none' token by token equals recomputation. 'first'/'last' equal it where no round repeats
+    (r=1, plans without '^r'), and differ from it at r >= 2 except on the first token, which has no past."""
+    model = tiny_gpt(n_layer=8, **VARIANTS[name]).eval()
+    x = batch(2, B=2, T=9)[0]
+    for r in ([None] if not model.plan.recursive else [1, 2, 3]):
+        none, _ = logits_token_by_token(model, x, r)
+        torch.testing.assert_close(none, model(x, x, r=r)[0], rtol=0, atol=1e-5)
+        for kv_share in ("first", "last"):
+            shared, _ = logits_token_by_token(model, x, r, kv_share)
+            tokens = model.generate(x[:, :3], 6, temperature=0, r=r, kv_share=kv_share)
+            if r in (None, 1):
+                assert torch.equal(shared, none)
+                assert torch.equal(tokens, model.generate(x[:, :3], 6, temperature=0, r=r))
+            else:
+                assert torch.equal(shared[:, 0], none[:, 0]), kv_share  # the first token has no past to share
+                assert not torch.allclose(shared[:, 1:], none[:, 1:]), kv_share
+
+
+def test_kv_share_first_keeps_round_one_and_stores_one_round():
+    """With 'first' the prelude and round 1 run exactly as without sharing, and rounds 2.. store nothing."""
+    model = tiny_gpt(n_layer=8, signature="AB^rC", partition="1:2:1", r=3).eval()  # A = 0 1, unit = 2 3 4 5, C = 6 7
+    x = batch(3, B=2, T=6)[0]
+    _, none = logits_token_by_token(model, x)
+    _, first = logits_token_by_token(model, x, kv_share="first")
+    for step in range(2 + 4):  # the prelude's and round 1's applications
+        assert torch.equal(first[step].k, none[step].k) and torch.equal(first[step].v, none[step].v)
+    assert [c.owner is not None for c in first] == [False] * 6 + [True] * 8 + [False] * 2
+    assert all(len(c) == 6 for c in first)
+    assert all(c.k is None for c in first[6:14]) and first[6].owner is first[2]  # round 2 reads round 1's first block
+
+
+def test_kv_cache_bytes_per_token():
+    """A^rB, r=2, 8 layers: 12 applications store keys and values without sharing, 8 with 'first' or 'last'."""
+    model = tiny_gpt(n_layer=8, signature="A^rB", r=2).eval()
+    per_application = 2 * 32 * 4  # k and v, n_embd floats of 4 bytes
+    x = batch(4, B=2, T=5)[0]
+    for kv_share, applications in (("none", 12), ("first", 8), ("last", 8)):
+        assert model.kv_cache_bytes_per_token(kv_share) == applications * per_application
+        _, caches = logits_token_by_token(model, x, kv_share=kv_share)
+        stored = sum(c.k.nbytes + c.v.nbytes for c in caches if c.owner is None)
+        assert stored == model.kv_cache_bytes_per_token(kv_share) * x.numel()
+    assert tiny_gpt(n_layer=8).kv_cache_bytes_per_token("first") == 8 * per_application  # nothing to share
+
+
+def test_kv_share_errors_are_one_line():
+    model = tiny_gpt(signature="A^rB", r=2).eval()
+    x = batch()[0]
+    cases = [(lambda: model.new_caches(kv_share="middle"), "is not one of none, first, last"),
+             (lambda: model(x[:, :3], caches=model.new_caches(kv_share="first")), "one token per call"),
+             (lambda: model.generate(x[:, :3], 2, kv_share="last", use_cache=False), "needs use_cache=True")]
+    for call, fragment in cases:
+        with pytest.raises(ValueError) as err:
+            call()
+        assert fragment in str(err.value) and "\n" not in str(err.value)
 
 
 # -----------------------------------------------------------------------------
@@ -306,7 +371,7 @@ def test_tiny_model_overfits_one_batch(name):
     opt = model.configure_optimizers(0.0, 3e-3, (0.9, 0.95), "cpu")
     g = torch.Generator().manual_seed(0)
     for _ in range(150):
-        r = model.recursion.sample_rounds(g) if model.recursion.cfg.round_sampler != "fixed" else None
+        r = model.plan.sample_r(g) if model.plan.sampled else None
         loss = model(x, y, r=r)[1]
         opt.zero_grad()
         loss.backward()
@@ -342,7 +407,7 @@ SIGNATURES = ["AB", "A^rB", "(AB)^r", "AB^r", "AABB", "ABBA", "ABAB", "A^3B", "A
 def test_flops_match_flop_counter_for_every_variant(name):
     """Analytic FLOPs from the plan vs torch's FlopCounterMode (math SDPA: full T x T attention)."""
     model = tiny_gpt(n_layer=8, **VARIANTS[name])
-    for r in ([None] if not model.recursion.recursive else [1, 2, 3]):
+    for r in ([None] if not model.plan.recursive else [1, 2, 3]):
         for train in (True, False):  # the measured forward has targets, so logits at every position
             predicted = model.flops_per_token(train=train, r=r)
             measured = measured_flops_per_token(model, r, train)
@@ -368,7 +433,7 @@ def test_no_grad_rounds_cost_a_third_in_linear_layers():
 
 def test_expected_flops_under_sampled_rounds():
     model = tiny_gpt(**VARIANTS["stoch"])
-    expected = sum(p * model.flops_per_token(r=k) for k, p in model.recursion.round_probs.items())
+    expected = sum(p * model.flops_per_token(r=k) for k, p in model.plan.round_probs.items())
     assert math.isclose(model.flops_per_token(), expected)
     assert model.flops_per_token(r=1) < model.flops_per_token() < model.flops_per_token(r=3)
 
@@ -383,7 +448,7 @@ def test_every_config_file_counts_its_flops_exactly():
     for path in paths:
         cfg = exec_config(path)
         model = tiny_gpt(n_layer=8, **{k: cfg[k] for k in recursion_keys if k in cfg})
-        rounds = [None] if model.recursion.cfg.round_sampler == "fixed" else sorted(model.recursion.round_probs)[:3]
+        rounds = sorted(model.plan.round_probs)[:3] if model.plan.sampled else [None]
         for r in rounds:
             assert abs(measured_flops_per_token(model, r) / model.flops_per_token(r=r) - 1) < 0.01, path
 
@@ -489,7 +554,7 @@ def test_checkpoint_roundtrip_gives_identical_logits(tmp_path):
     from checkpoint import load_checkpoint, load_model_state, save_checkpoint
     model = tiny_gpt(signature="A^rB", r=2, adapter="per_round", adapter_rank=2)
     with torch.no_grad():
-        for p in model.recursion.parameters():
+        for p in model.extras.parameters():
             p.normal_()  # make the adapters matter
     save_checkpoint({"model": model.state_dict(), "model_args": model.config.__dict__, "iter_num": 7}, str(tmp_path / "ckpt.pt"))
     ckpt = load_checkpoint(str(tmp_path / "ckpt.pt"))
@@ -614,7 +679,7 @@ sys.path.insert(0, os.environ["REPO"])
 import torch, checkpoint, model
 mode, n = os.environ["HARNESS_MODE"], int(os.environ.get("HARNESS_N", "0"))
 saves, rounds = [], []
-real_save_checkpoint, real_torch_save, real_sample_rounds = checkpoint.save_checkpoint, torch.save, model.Recursion.sample_rounds
+real_save_checkpoint, real_torch_save, real_sample_rounds = checkpoint.save_checkpoint, torch.save, model.Plan.sample_r
 
 def save_checkpoint(obj, path):
     real_save_checkpoint(obj, path)
@@ -642,7 +707,7 @@ def report():
         with open(os.path.join(os.environ["HARNESS_OUT"], f"rank{os.environ.get('RANK', '0')}.json"), "w") as f:
             json.dump({"rounds": rounds, "saves": saves}, f)
 
-checkpoint.save_checkpoint, torch.save, model.Recursion.sample_rounds = save_checkpoint, torch_save, sample_rounds
+checkpoint.save_checkpoint, torch.save, model.Plan.sample_r = save_checkpoint, torch_save, sample_rounds
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 '''
@@ -1083,7 +1148,8 @@ def test_vit_shapes_and_rounds():
     states = []
     logits, loss = model(x, torch.from_numpy(labels), states=states)
     assert logits.shape == (3, 10) and loss.shape == () and model(x)[1] is None
-    assert model.plan == [0, 1, 0, 1, 2, 3] and len(states) == 2 and states[0].shape == (3, 4, 16)  # (B, patches, C)
+    assert model.plan.layers() == [0, 1, 0, 1, 2, 3] and len(states) == 6  # one per application
+    assert states[0].shape == (3, 4, 16)  # (B, patches, C)
     assert abs(loss.item() - math.log(10)) < 0.1
     assert "pos" not in model.state_dict()  # fixed sin-cos positions: a buffer, never learned or saved
     assert model.get_num_params() == tiny_vit().get_num_params() and model.get_num_extra_params() == 0
@@ -1114,7 +1180,7 @@ def test_vit_r1_is_the_baseline_bit_for_bit():
 def test_vit_shared_plan_equals_unrolled_copy(name):
     """Shared blocks along the plan equal a plain ViT whose j-th block is a copy of block plan[j]."""
     shared = tiny_vit(**VIT_VARIANTS[name])
-    plan = shared.plan
+    plan = shared.plan.layers()
     unrolled = tiny_vit(n_layer=len(plan))
     state = {k: v for k, v in shared.state_dict().items() if not k.startswith("h.")}
     for j, i in enumerate(plan):
@@ -1130,7 +1196,7 @@ def test_vit_shared_plan_equals_unrolled_copy(name):
 def test_vit_flops_match_flop_counter(name):
     model = tiny_vit(**VIT_VARIANTS[name])
     _, labels, x = image_batch()
-    for r in ([None] if not model.recursion.recursive else [1, 2, 3]):
+    for r in ([None] if not model.plan.recursive else [1, 2, 3]):
         for train in (True, False):
             measured = measured_flops(model, (x, torch.from_numpy(labels)), r, train) / (3 * model.n_patches)
             predicted = model.flops_per_token(train=train, r=r)
@@ -1151,7 +1217,7 @@ def test_siglip_shapes_and_which_tower_recurses(tower):
     assert z_img.shape == z_txt.shape == (3, 8)
     torch.testing.assert_close(z_img.norm(dim=-1), torch.ones(3))
     torch.testing.assert_close(z_txt.norm(dim=-1), torch.ones(3))
-    plans = {"image": model.image.plan, "text": model.text.plan}
+    plans = {"image": model.image.plan.layers(), "text": model.text.plan.layers()}
     for name, plan in plans.items():
         assert plan == ([0, 1, 0, 1, 2, 3] if tower in (name, "both") else [0, 1, 2, 3]), name
     assert model.get_num_params() == tiny_siglip().get_num_params()

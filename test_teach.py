@@ -65,7 +65,7 @@ def test_one_hooked_state_per_application_in_plan_order(name, r):
     apps = plan.applications(model, r)
     assert len(states) == len(apps) + 1 and blocks == [i for i, _ in apps]  # + the stream entering the first
     text = " | ".join(" ".join(map(str, layers)) for _, layers in plan.segments(model, r))
-    assert text in plan.plan_of(model).describe(r)
+    assert text in model.plan.describe(r)
     assert not any(block._forward_hooks for block in model.transformer.h)  # the hooks are removed
 
 
@@ -117,7 +117,7 @@ def test_plan_draws_every_gallery_signature_and_prints_its_describe(signature, f
     plan.main([signature, "--n_layer=4", f"--r={r}", f"--out={tmp_path / 'p.png'}",
                *(f"--{k}={v}" for k, v in (kw | shape).items())])
     first = capsys.readouterr().out.splitlines()[0]
-    assert first == plan.plan_of(plan.build(signature, r, 4, **kw, **shape)).describe()
+    assert first == plan.build(signature, r, 4, **kw, **shape).plan.describe()
     assert png(tmp_path / "p.png")
 
 

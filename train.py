@@ -28,7 +28,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 import vision  # a module, so its constants never become config keys
 from checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from configurator import check, configure
-from model import GPT, Block, GPTConfig, SigLIP, SigLIPConfig, ViT, ViTConfig
+from model import GPT, Block, GPTConfig, ViT, ViTConfig
+from siglip import SigLIP, SigLIPConfig
 
 # -----------------------------------------------------------------------------
 # default config: the "small" family shared by every config/*_small.py (8 layers, d=256, GPT-2 BPE on the
@@ -241,12 +242,12 @@ except ValueError as e:
 if ckpt is not None:
     load_model_state(model, ckpt["model"], ckpt_path)
 model.to(device)
-plan = model.recursion  # the execution plan: its r, its sampler and every depth it may run at
-sampled = plan.cfg.round_sampler != "fixed"  # a new r drawn for every optimizer step
-train_r = plan.cfg.r if plan.recursive else None  # stochastic runs are scored at their full r
+plan = model.plan  # the execution plan: its r, its sampler and every depth it may run at
+sampled = plan.sampled  # a new r drawn for every optimizer step
+train_r = plan.r if plan.recursive else None  # stochastic runs are scored at their full r
 for extra_r in eval_r if train_r else []:
     try:
-        plan.rounds(extra_r)
+        plan.check_r(extra_r)
     except ValueError as e:
         fail(f"eval_r={eval_r}: {e}")
 rs = sorted({train_r, *eval_r}) if train_r else [None]  # the depths every eval scores
@@ -445,7 +446,7 @@ while True:
     skip_eval = False
     if last:
         break
-    step_r = plan.sample_rounds(r_gen) if sampled else None
+    step_r = plan.sample_r(r_gen) if sampled else None
     for micro_step in range(gradient_accumulation_steps):
         x, y = get_batch("train", data_gen)
         if ddp:  # all-reduce gradients once, on the last micro-step
