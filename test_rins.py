@@ -683,7 +683,7 @@ def test_user_mistakes_are_one_line(argv, message):
 
 
 # -----------------------------------------------------------------------------
-# compare.py: scaling-law fit, analysis, resumable sweeps
+# compare.py: scaling-law fit, analysis (the sweeps: test_sweep.py)
 
 
 def test_fit_power_law_recovers_known_law():
@@ -772,72 +772,6 @@ def test_read_log_dedupes_resumed_evals(tmp_path):
     log = compare.read_log(tmp_path)
     assert sorted(log['evals']) == [10, 20] and log['evals'][10]['val_loss'] == 4.0
     assert log['done']['val_loss'] == 3.0
-
-
-FAKE_TRAIN = '''
-import json, os, sys
-cfg, args = sys.argv[1], dict(a[2:].split('=', 1) for a in sys.argv[2:])
-with open(os.path.join(os.path.dirname(__file__), 'calls.txt'), 'a') as f:
-    f.write(' '.join(sys.argv[1:]) + '\\n')
-if 'broken' in cfg:
-    print('boom: something broke')
-    sys.exit(3)
-b, out = float(args['flop_budget']), args['out_dir']
-os.makedirs(out, exist_ok=True)
-with open(os.path.join(out, 'log.jsonl'), 'a') as f:
-    f.write(json.dumps(dict(event='start', config=dict(seed=int(args['seed']), r=1), flop_budget=b)) + '\\n')
-    done = dict(event='done', iter=10, tokens=int(b / 1e6), flops=b, val_loss=3.0 + int(args['seed']) / 10)
-    f.write(json.dumps(done) + '\\n')
-print('trained', out)
-'''
-
-
-@pytest.fixture
-def fake_trainer(tmp_path, monkeypatch):
-    (tmp_path / 'fake_train.py').write_text(FAKE_TRAIN)
-    monkeypatch.setattr(compare, 'TRAIN', [sys.executable, str(tmp_path / 'fake_train.py')])
-    for name in ('baseline_small', 'broken'):
-        (tmp_path / f'{name}.py').write_text('# fake config\n')
-    calls = tmp_path / 'calls.txt'
-    return lambda: calls.read_text().splitlines() if calls.exists() else []
-
-
-def test_sweep_skips_finished_and_resumes(tmp_path, fake_trainer, capsys):
-    out = tmp_path / 'sweep'
-    argv = [str(tmp_path / 'baseline_small.py'), '--budgets', '1e12,2.5e12', '--seeds', '0,1', '--out', str(out),
-            '--set', 'batch_size=4', '--n_boot', '0']
-    # interrupted runs: with a checkpoint it resumes, without one it starts over
-    write_log(compare.run_dir(out, 'baseline_small.py', 1e12, 1), [dict(event='start', config={})])
-    open(os.path.join(compare.run_dir(out, 'baseline_small.py', 1e12, 1), 'ckpt.pt'), 'w').close()
-    write_log(compare.run_dir(out, 'baseline_small.py', 2.5e12, 1), [dict(event='start', config={})])
-    compare.main(argv)
-    calls = fake_trainer()
-    assert len(calls) == 4
-    assert [c for c in calls if '--init_from=resume' in c] == [c for c in calls if 'b1e12_s1' in c]
-    assert all('--batch_size=4' in c for c in calls)
-    assert os.path.isdir(out / 'baseline_small' / 'b2.5e12_s0')
-    assert 'trained' in (out / 'baseline_small' / 'b1e12_s0' / 'stdout.txt').read_text()
-    assert (out / 'results.md').exists()
-    capsys.readouterr()
-    compare.main(argv)  # everything finished: nothing runs
-    assert len(fake_trainer()) == 4
-    assert capsys.readouterr().out.count('finished, skipping') == 4
-
-
-def test_sweep_stops_on_failure_and_bad_input(tmp_path, fake_trainer, capsys):
-    out = str(tmp_path / 'sweep')
-    with pytest.raises(SystemExit) as e:
-        compare.main([str(tmp_path / 'broken.py'), str(tmp_path / 'baseline_small.py'),
-                      '--budgets', '1e12', '--out', out])
-    assert e.value.code == 1
-    printed = capsys.readouterr().out
-    assert 'exit code 3' in printed and 'boom: something broke' in printed
-    assert len(fake_trainer()) == 1  # stopped: the second config never ran
-    for argv, msg in [(['nope.py', '--budgets', '1e12', '--out', out], 'not found'),
-                      ([str(tmp_path / 'broken.py'), '--budgets', '2e13,x', '--out', out], 'bad --budgets'),
-                      (['--out', str(tmp_path / 'empty'), '--no-run'], 'no log.jsonl')]:
-        with pytest.raises(SystemExit, match=msg):
-            compare.main(argv)
 
 
 # -----------------------------------------------------------------------------

@@ -107,6 +107,7 @@ for _k in ("batch_size", "block_size", "gradient_accumulation_steps", "n_layer",
     if config[_k] < 1:
         fail(f"{_k}={config[_k]} must be >= 1")
 ddp = int(os.environ.get("RANK", -1)) != -1
+torch.set_num_threads(int(os.environ.get("NANORINS_THREADS", torch.get_num_threads())))  # sweeps split the cores
 if device == "auto":
     device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
 try:
