@@ -40,7 +40,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt
 from matplotlib import ticker
 
-from sweep import fmt_budget, read_log, run_dir, sweep
+from sweep import fmt_budget, read_log, sweep
 
 # logged final metrics, in display order; *_acc are higher-is-better, and each may have a per-r_eval dict '<name>_r'
 METRICS = {'val_loss': 'val loss', 'val_acc': 'val accuracy', 'zeroshot_acc': '0-shot accuracy'}
@@ -347,13 +347,13 @@ def main(argv=None):
     ap.add_argument('--lrs', help="comma-separated learning rates to sweep too, e.g. 1e-3,2e-3,4e-3; min_lr = lr/10 "
                                   "unless --set min_lr=...")
     ap.add_argument('--out', help="sweep directory: runs go to OUT/<config stem>/b<budget>[_lr<lr>]_s<seed>")
-    ap.add_argument('--jobs', type=int, help="runs at once on this machine, each with cores/N threads and, with CUDA, "
-                                             "its own GPU (default: the number of GPUs, else 1)")
+    ap.add_argument('--jobs', type=int, metavar='N', help="runs at once on this machine, each with cores/N threads "
+                                                          "and, with CUDA, its own GPU (default: the GPUs, else 1)")
     ap.add_argument('--launcher', choices=('slurm', 'local'),
                     help="one submitit job per run: on SLURM, or as local processes (needs pip install submitit)")
     ap.add_argument('--slurm_partition', help="SLURM partition (default: the cluster's)")
     ap.add_argument('--slurm_time', type=int, help="time limit per run in minutes (default 240)")
-    ap.add_argument('--slurm_gpus', type=int, help="GPUs per run (default 1)")
+    ap.add_argument('--slurm_gpus', type=int, help="GPUs per run, one process each through torchrun (default 1)")
     ap.add_argument('--slurm_cpus', type=int, help="CPU cores per run, also its thread count (default 8)")
     ap.add_argument('--no-run', action='store_true', help="only analyse the logs under --out")
     ap.add_argument('--runs', nargs='+', metavar='DIR', help="analyse these run dirs instead (no sweep)")

@@ -11,12 +11,14 @@ same command to go on.
 
 Launchers:
   (default)  N runs at once on this machine as subprocesses, each with cores/N threads and, with CUDA, one GPU
-  slurm      one submitit job per run on a SLURM cluster (pip install submitit)
+  slurm      one submitit job per run on a SLURM cluster (pip install submitit); a run given several GPUs
+             (--slurm_gpus) trains through torchrun, one process per GPU
   local      the same submitit jobs as processes on this machine: tries a SLURM setup without a cluster
 """
 import itertools
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -88,18 +90,21 @@ def plan(configs, budgets, seeds, overrides, out, lrs=None):
     return runs
 
 
-def start(run, env):
-    """Start train.py on a run, resuming from its checkpoint if it has one; output is appended to train.out."""
+def start(run, env, nproc=1):
+    """Start train.py on a run (through torchrun with nproc > 1), resuming from its checkpoint if it has one;
+    output is appended to train.out."""
     resume = os.path.exists(os.path.join(run.dir, "ckpt.pt"))  # train.py cannot resume without one
-    cmd = TRAIN + run.args + (["--init_from=resume"] if resume else [])
+    # "--": else torchrun's own parser rejects overrides such as --r=3 as ambiguous
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "--"]
+    cmd = (TRAIN if nproc == 1 else torchrun + TRAIN[1:]) + run.args + (["--init_from=resume"] if resume else [])
     os.makedirs(run.dir, exist_ok=True)
     with open(os.path.join(run.dir, "train.out"), "a") as f:  # the child holds its own copy of the file
         return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=os.environ | env)
 
 
-def train(run, env):
+def train(run, env, nproc):
     """One run to its end; what a submitit job executes. Returns train.py's exit code."""
-    return start(run, env).wait()
+    return start(run, env, nproc).wait()
 
 
 def failure(run, why):
@@ -107,9 +112,11 @@ def failure(run, why):
     if why is None and finished(run.dir):
         return None
     path = os.path.join(run.dir, "train.out")
-    lines = open(path, errors="replace").read().split("\n") if os.path.exists(path) else []
-    last = next((l for l in reversed(lines) if l.strip()), "(no output)")
-    return f"{run.dir}: {why or 'exit code 0 but no done line at the planned iteration'}; last line: {last.strip()}"
+    last = "(no output)"
+    if os.path.exists(path):
+        with open(path, errors="replace") as f:
+            last = next((l.strip() for l in reversed(f.read().splitlines()) if l.strip()), last)
+    return f"{run.dir}: {why or 'exit code 0 but no done line at the planned iteration'}; last line: {last}"
 
 
 class Status:
@@ -214,7 +221,7 @@ def run_submitit(todo, launcher, out, slurm, status):
                                slurm_partition=slurm["partition"], name="nanorins")
     env = dict(OMP_NUM_THREADS=str(slurm["cpus"]), NANORINS_THREADS=str(slurm["cpus"]))
     with executor.batch():  # one job array on SLURM
-        pending = [(run, executor.submit(train, run, env)) for run in todo]
+        pending = [(run, executor.submit(train, run, env, max(slurm["gpus"], 1))) for run in todo]
     started = {}
     try:
         while pending:
@@ -250,8 +257,12 @@ def sweep(configs, budgets, seeds, overrides, out, lrs=None, jobs=None, launcher
                                                        ("seeds", seeds)] if v)
     print(f"sweep: {len(runs)} runs ({grid}), {len(runs) - len(todo)} finished, {len(todo)} to run")
     status = Status(len(runs), len(runs) - len(todo))
-    if todo and launcher:
-        run_submitit(todo, launcher, out, slurm, status)
-    elif todo:
-        run_local(todo, jobs, status)
+    sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler)  # kill stops the runs too, as Ctrl-C does
+    try:
+        if todo and launcher:
+            run_submitit(todo, launcher, out, slurm, status)
+        elif todo:
+            run_local(todo, jobs, status)
+    finally:
+        signal.signal(signal.SIGTERM, sigterm)
     return status.report()

@@ -27,6 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import compare
 import prepare
+import sweep
 from checkpoint import load_checkpoint, load_model_state
 from model import GPT, GPTConfig, KVCache, SigLIP, SigLIPConfig, ViT, ViTConfig, parse_signature, sigmoid_loss
 from prepare import (CAPTION_LEN, CAPTION_VOCAB, CLASS_NAMES, FASHION_CLASSES, HELDOUT_TEMPLATES, TRAIN_TEMPLATES,
@@ -739,7 +740,7 @@ def test_analysis_on_fake_logs(tmp_path, capsys):
     for v in ('baseline_small', 'rins_small'):
         for b in budgets:
             for s in (0, 1):
-                fake_run(compare.run_dir(tmp_path / 'sweep', v + '.py', b, s), v, b, s)
+                fake_run(sweep.run_dir(tmp_path / 'sweep', v + '.py', b, s), v, b, s)
     compare.main(['--out', str(tmp_path / 'sweep'), '--no-run', '--plots_dir', str(tmp_path / 'plots'),
                   '--n_boot', '20', '--label', 'rins_small=RINS A2B'])
     for name in ('loss_vs_flops', 'loss_vs_tokens', 'final_loss', 'loss_vs_r_eval',

@@ -178,3 +178,11 @@ def test_submitit_local_runs_then_skips(tmp_path, tiny, capsys):
     compare.main(argv)
     assert capsys.readouterr().out.count("finished, skipping") == 2
     assert os.listdir(out / "submitit") == jobs  # nothing submitted
+
+
+def test_submitit_run_with_two_gpus_goes_through_torchrun(tmp_path, tiny):
+    out = tmp_path / "sweep"
+    compare.main(["config/rins_small.py", "--budgets", "1e8", "--out", str(out), "--launcher", "local",
+                  "--slurm_gpus", "2", "--slurm_cpus", "1", "--n_boot", "0", *tiny])
+    d = sweep.run_dir(out, "rins_small.py", 1e8, 0)
+    assert sweep.finished(d) and "(float32, 2 processes)" in open(os.path.join(d, "train.out")).read()
