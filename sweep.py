@@ -126,7 +126,7 @@ class Status:
     def __init__(self, n_runs, n_skipped):
         self.n_runs, self.done, self.failures = n_runs, n_skipped, []
         self.t0, self.spent_s, self.spent_flops = time.time(), 0.0, 0.0
-        self.tty, self.last = sys.stdout.isatty(), None
+        self.tty, self.counts = sys.stdout.isatty(), None
 
     def finish(self, run, seconds, why):
         msg = failure(run, why)
@@ -145,13 +145,14 @@ class Status:
             spf = self.spent_s / self.spent_flops
             left = spf * sum(r.budget for r in queued) + sum(max(spf * r.budget - s, 0) for r, s in running)
             eta = hms(left / slots)
-        line = (f"[{self.done}/{self.n_runs} done, {len(running)} running, {len(queued)} queued, "
-                f"{len(self.failures)} failed | {hms(time.time() - self.t0)} elapsed | ETA {eta}]")
+        counts = (f"[{self.done}/{self.n_runs} done, {len(running)} running, {len(queued)} queued, "
+                  f"{len(self.failures)} failed")
+        line = f"{counts} | {hms(time.time() - self.t0)} elapsed | ETA {eta}]"
         if self.tty:  # overwritten in place
             print("\r\033[K" + line, end="", flush=True)
-        elif line.split(" |")[0] != (self.last or "").split(" |")[0]:  # a log file gets a line per change
+        elif counts != self.counts:  # a log file gets a line per change
             print(line, flush=True)
-        self.last = line
+        self.counts = counts
 
     def say(self, msg):
         print(("\r\033[K" if self.tty else "") + msg, flush=True)
@@ -249,10 +250,12 @@ def run_submitit(todo, launcher, out, slurm, status):
 def sweep(configs, budgets, seeds, overrides, out, lrs=None, jobs=None, launcher=None, slurm=None):
     """Run every grid point not finished yet (see the module docstring). Returns False if a run failed."""
     runs = plan(configs, budgets, seeds, overrides, out, lrs)
-    todo = [r for r in runs if not finished(r.dir)]
+    todo = []
     for r in runs:
-        if r not in todo:
+        if finished(r.dir):
             print(f"finished, skipping: {r.dir}")
+        else:
+            todo.append(r)
     grid = " x ".join(f"{len(v)} {k}" for k, v in [("configs", configs), ("budgets", budgets), ("lrs", lrs or []),
                                                        ("seeds", seeds)] if v)
     print(f"sweep: {len(runs)} runs ({grid}), {len(runs) - len(todo)} finished, {len(todo)} to run")
