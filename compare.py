@@ -1,16 +1,10 @@
 """
 Sweep and compare nanoRINS runs at matched training FLOPs.
 
-1) Sweep. For every CONFIG x budget x seed, one after another, run
-     python train.py CONFIG --flop_budget=B --seed=S --out_dir=OUT/<config stem>/b<B>_s<S> [--key=value ...]
-   e.g. OUT/rins_small/b2e13_s0. A run whose log.jsonl has a "done" line is skipped; an unfinished
-   run with a RUN_DIR/ckpt.pt is resumed with --init_from=resume (one that died before its first
-   checkpoint starts over; its old log lines are superseded). The child's output goes to
-   RUN_DIR/stdout.txt; the terminal shows one status line: runs done/total, elapsed time, and an
-   ETA from the seconds per FLOP of the runs finished so far (a run costs its budget).
-   A failing run stops the sweep with exit code 1 after printing its exit code and last output
-   lines; rerun the same command to go on (finished runs are skipped, the failed one resumes).
-   The run dir does not encode --set overrides: change --out when you change them.
+1) Sweep (sweep.py). For every CONFIG x budget [x --lrs learning rate] x seed, run
+     python train.py CONFIG --flop_budget=B --seed=S --out_dir=OUT/<config stem>/b<B>[_lr<LR>]_s<S> [--key=value ...]
+   --jobs N at once on this machine, or as SLURM jobs with --launcher slurm. Finished runs are skipped,
+   unfinished ones resume from their checkpoint; each run's output goes to RUN_DIR/train.out.
 
 2) Analysis. Reads every log.jsonl under OUT (or the --runs dirs) and writes to --plots_dir (default OUT):
      loss_vs_flops.png, loss_vs_tokens.png   val metric vs cumulative training FLOPs / tokens,
@@ -36,19 +30,16 @@ Sweep and compare nanoRINS runs at matched training FLOPs.
 
 Examples:
   python compare.py config/baseline_small.py config/rins_small.py --budgets 2e13,4e13,8e13 --seeds 0,1,2 --out runs/demo
+  python compare.py config/rins_small.py --budgets 2e13 --lrs 1e-3,2e-3,4e-3 --seeds 0,1 --jobs 2 --out runs/lr
   python compare.py --out runs/demo --no-run          # analyse what is there
   python compare.py --runs runs/a/rins_small/b2e13_s0 runs/b/baseline_small/b2e13_s0 --plots_dir plots
 """
 import argparse
 import collections
 import glob
-import json
 import os
 import re
-import shutil
-import subprocess
 import sys
-import time
 
 import numpy as np
 from scipy import optimize, stats
@@ -57,99 +48,13 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt
 from matplotlib import ticker
 
-# the trainer command; tests swap in a fake trainer
-TRAIN = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'train.py')]
+from sweep import fmt_budget, read_log, sweep
+
 # logged final metrics, in display order; *_acc are higher-is-better, and each may have a per-r_eval dict '<name>_r'
 METRICS = {'val_loss': 'val loss', 'val_acc': 'val accuracy', 'zeroshot_acc': '0-shot accuracy'}
 
 # -----------------------------------------------------------------------------
-# sweep
-
-def fmt_budget(b):
-    """2e13 -> '2e13', 2.5e13 -> '2.5e13': exact enough to never collide, and safe in file names."""
-    m, _, e = f"{b:.6g}".partition('e')
-    return f"{m}e{int(e)}" if e else m
-
-def run_dir(out, config, budget, seed):
-    return os.path.join(out, os.path.splitext(os.path.basename(config))[0], f"b{fmt_budget(budget)}_s{seed}")
-
-def read_log(d):
-    """RUN_DIR/log.jsonl -> dict(start=last start line, evals={iter: line}, done=done line or None)."""
-    start, evals, done = None, {}, None
-    path = os.path.join(d, 'log.jsonl')
-    if os.path.exists(path):
-        with open(path) as f:
-            for line in f:
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a run killed mid-write can leave a partial last line
-                event = rec.get('event')
-                if event == 'start':
-                    start = rec  # a resumed run appends another start line
-                elif event in ('eval', 'done'):
-                    evals[rec['iter']] = rec  # a resume re-logs some iters: keep the last
-                    done = rec if event == 'done' else done
-    return dict(start=start, evals=evals, done=done)
-
-def hms(s):
-    s = int(s)
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
-
-def sweep(configs, budgets, seeds, overrides, out):
-    """Run every (config, budget, seed) not finished yet. Returns False if a run failed."""
-    jobs = [(c, b, s, run_dir(out, c, b, s)) for c in configs for b in budgets for s in seeds]
-    pending = []
-    for c, b, s, d in jobs:
-        if read_log(d)['done']:
-            print(f"finished, skipping: {d}")
-        else:
-            pending.append((c, b, s, d))
-    n_done, t0, finish = len(jobs) - len(pending), time.time(), None
-    spent_s = spent_flops = 0.0
-    tty, width = sys.stdout.isatty(), shutil.get_terminal_size().columns
-
-    def status(run, note):
-        eta = hms(max(finish - time.time(), 0)) if finish else '?'
-        return f"[{n_done}/{len(jobs)} done | {hms(time.time() - t0)} elapsed | ETA {eta}] {run}: {note}"
-
-    for k, (c, b, s, d) in enumerate(pending):
-        resume = os.path.exists(os.path.join(d, 'ckpt.pt'))  # train.py cannot resume without one
-        cmd = TRAIN + [c, f'--flop_budget={b!r}', f'--seed={s}', f'--out_dir={d}', *overrides]
-        cmd += ['--init_from=resume'] if resume else []
-        if spent_flops:  # a run costs its budget; seconds per FLOP from the runs finished so far
-            finish = time.time() + spent_s / spent_flops * sum(p[1] for p in pending[k:])
-        print(status(d, 'resuming' if resume else 'starting'), flush=True)
-        os.makedirs(d, exist_ok=True)
-        tail, t1 = collections.deque(maxlen=20), time.time()
-        with open(os.path.join(d, 'stdout.txt'), 'a') as f:
-            env = dict(os.environ, PYTHONUNBUFFERED='1')  # stream the child's lines as they come
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-            for line in proc.stdout:
-                f.write(line)
-                f.flush()  # so stdout.txt can be followed while the run goes on
-                tail.append(line.rstrip())
-                if tty:  # one status line, overwritten in place
-                    print('\r\033[K' + status(d, line.strip())[:width - 1], end='', flush=True)
-            rc = proc.wait()
-        if tty:
-            print()
-        if rc != 0 or not read_log(d)['done']:
-            why = f"exit code {rc}" if rc else "exit code 0 but no done line in log.jsonl"
-            print(f"compare.py: run {d} failed ({why}); last lines of {d}/stdout.txt:")
-            print('\n'.join('    ' + t for t in tail))
-            print(f"compare.py: stopping the sweep, {len(pending) - k - 1} runs not started; "
-                  "rerun the same command to resume")
-            return False
-        n_done, spent_s, spent_flops = n_done + 1, spent_s + time.time() - t1, spent_flops + b
-        print(f"{d}: done in {hms(time.time() - t1)}")
-    print(f"[{n_done}/{len(jobs)} done | {hms(time.time() - t0)} elapsed]")
-    return True
-
-# -----------------------------------------------------------------------------
-# scaling-law fit: f(x) = beta*x^(-c) + eps
-
-MIN_FIT_BUDGETS = 5  # three parameters: with fewer budgets c and eps trade off freely
+# scaling-law fit (PAPER.md section 7)
 
 def _fit(lx, lf):
     """Least-squares (log beta, c, eps) of log f = log(beta*exp(-c*lx) + eps), with lx = log(x/x0)."""
@@ -778,7 +683,17 @@ def main(argv=None):
     ap.add_argument('--seeds', default='0', help="comma-separated seeds (default 0)")
     ap.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
                     help="extra train.py override, passed on as --KEY=VALUE (repeatable)")
-    ap.add_argument('--out', help="sweep directory: runs go to OUT/<config stem>/b<budget>_s<seed>")
+    ap.add_argument('--lrs', help="comma-separated learning rates to sweep too, e.g. 1e-3,2e-3,4e-3; min_lr = lr/10 "
+                                  "unless --set min_lr=...")
+    ap.add_argument('--out', help="sweep directory: runs go to OUT/<config stem>/b<budget>[_lr<lr>]_s<seed>")
+    ap.add_argument('--jobs', type=int, metavar='N', help="runs at once on this machine, each with cores/N threads "
+                                                          "and, with CUDA, its own GPU (default: the GPUs, else 1)")
+    ap.add_argument('--launcher', choices=('slurm', 'local'),
+                    help="one submitit job per run: on SLURM, or as local processes (needs pip install submitit)")
+    ap.add_argument('--slurm_partition', help="SLURM partition (default: the cluster's)")
+    ap.add_argument('--slurm_time', type=int, help="time limit per run in minutes (default 240)")
+    ap.add_argument('--slurm_gpus', type=int, help="GPUs per run, one process each through torchrun (default 1)")
+    ap.add_argument('--slurm_cpus', type=int, help="CPU cores per run, also its thread count (default 8)")
     ap.add_argument('--no-run', action='store_true', help="only analyse the logs under --out")
     ap.add_argument('--runs', nargs='+', metavar='DIR', help="analyse these run dirs instead (no sweep)")
     ap.add_argument('--plots_dir', help="where plots and results.md go (default: --out)")
@@ -806,8 +721,24 @@ def main(argv=None):
                     raise SystemExit(f"compare.py: config file {c} not found; give a path like config/rins_small.py")
             budgets = parse_list(args.budgets, float, '--budgets')
             seeds = parse_list(args.seeds, int, '--seeds')
-            overrides = [f"--{k}={v}" for k, v in parse_pairs(args.set, '--set').items()]
-            if not sweep(args.configs, budgets, seeds, overrides, args.out):
+            lrs = parse_list(args.lrs, float, '--lrs') if args.lrs else None
+            overrides = parse_pairs(args.set, '--set')
+            if lrs and 'learning_rate' in overrides:
+                raise SystemExit("compare.py: --lrs and --set learning_rate both set the learning rate; give one")
+            if args.jobs is not None and (args.jobs < 1 or args.launcher):
+                raise SystemExit(f"compare.py: bad --jobs {args.jobs}; it needs >= 1 and no --launcher "
+                                 "(with --launcher every run is its own job)")
+            slurm = dict(partition=args.slurm_partition, time=args.slurm_time, gpus=args.slurm_gpus,
+                         cpus=args.slurm_cpus)
+            given = [k for k, v in slurm.items() if v is not None]
+            if given and not args.launcher:
+                raise SystemExit(f"compare.py: --slurm_{given[0]} needs --launcher slurm (or local)")
+            if any(v is not None and v < low for v, low in ((args.slurm_time, 1), (args.slurm_cpus, 1),
+                                                            (args.slurm_gpus, 0))):
+                raise SystemExit("compare.py: --slurm_time and --slurm_cpus need >= 1, --slurm_gpus >= 0")
+            slurm = dict(slurm, time=args.slurm_time or 240, cpus=args.slurm_cpus or 8,
+                         gpus=1 if args.slurm_gpus is None else args.slurm_gpus)
+            if not sweep(args.configs, budgets, seeds, overrides, args.out, lrs, args.jobs, args.launcher, slurm):
                 sys.exit(1)
         dirs = [os.path.dirname(p) for p in glob.glob(os.path.join(args.out, '**', 'log.jsonl'), recursive=True)]
     analyse(dirs, plots_dir, labels, args.baseline, args.n_boot, args.fit_seed)

@@ -126,6 +126,7 @@ if problems:
 
 # --- processes, device, precision ---
 ddp = int(os.environ.get("RANK", -1)) != -1
+torch.set_num_threads(int(os.environ.get("NANORINS_THREADS", torch.get_num_threads())))  # sweeps split the cores
 if device == "auto":
     device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
 if not {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}[device.split(":")[0]]:
