@@ -1,9 +1,8 @@
 """
-nanoRINS model: a GPT whose depth is an *execution plan* over one list of physical blocks. Recursive Inference
-Scaling (RINS, Alabdulmohsin & Zhai, arXiv 2502.07503) splits the L blocks into halves A and B and runs A^r B: A
-applied r times to its own output, then B once. Every rival (RAO (AB)^r, AB^r, MobileLLM sharing, latent recurrent
-depth) is another plan over the same blocks, so all variants share the baseline's parameters. Top to bottom: layers;
-Plan; RoundExtras (what some variants add at round boundaries); configs; the loop over the plan; GPT; ViT.
+nanoRINS model: a GPT whose depth is an *execution plan* over one list of physical blocks. RINS (Recursive Inference
+Scaling, Alabdulmohsin & Zhai, arXiv 2502.07503) splits the L blocks into halves A and B and runs A^r B: A r times on
+its own output, then B once. Every rival (RAO (AB)^r, AB^r, MobileLLM sharing, latent recurrent depth) is another plan
+over the same blocks and parameters. Top to bottom: layers; Plan; RoundExtras; configs; the loop over a plan; GPT; ViT.
 """
 
 import itertools
@@ -17,20 +16,10 @@ from torch.nn import functional as F
 
 
 # --- Layers (shared by the GPT and the ViT) --------------------------------------------------------------------------
-class LayerNorm(nn.Module):
-    """LayerNorm with an optional bias (PyTorch's cannot drop just the bias)."""
-    def __init__(self, ndim: int, bias: bool):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(ndim))
-        self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None
-
-    def forward(self, x):
-        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
-
-
 class KVCache:
     """Keys and values of one *application* of a block: a block run r times owns r of these. With an `owner`
     (kv_share) it stores nothing and serves the owner's past plus its own current token's k, v."""
+
     def __init__(self, owner=None):
         self.k, self.v, self.owner, self.seen = None, None, owner, 0  # seen: tokens so far
 
@@ -47,7 +36,6 @@ class KVCache:
             raise ValueError(f"a shared KV cache takes one token per call, got {k.size(2)}; feed them one by one")
         o = self.owner  # o.k[:, :, :past] is the past whether the owner has run this token yet or not
         return (k, v) if past == 0 else (torch.cat([o.k[:, :, :past], k], 2), torch.cat([o.v[:, :, :past], v], 2))
-
 
 class SelfAttention(nn.Module):
     def __init__(self, n_embd: int, n_head: int, dropout: float, bias: bool, causal: bool):
@@ -73,7 +61,6 @@ class SelfAttention(nn.Module):
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
-
 class MLP(nn.Module):
     def __init__(self, n_embd: int, dropout: float, bias: bool):
         super().__init__()
@@ -86,38 +73,31 @@ class MLP(nn.Module):
     def forward(self, x):
         return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
 
-
 class Block(nn.Module):  # pre-LN; `causal` is the only difference between the GPT's and the ViT's
     def __init__(self, n_embd: int, n_head: int, dropout: float, bias: bool, causal: bool):
         super().__init__()
-        self.ln_1 = LayerNorm(n_embd, bias)
+        self.ln_1 = nn.LayerNorm(n_embd, bias=bias)
         self.attn = SelfAttention(n_embd, n_head, dropout, bias, causal)
-        self.ln_2 = LayerNorm(n_embd, bias)
+        self.ln_2 = nn.LayerNorm(n_embd, bias=bias)
         self.mlp = MLP(n_embd, dropout, bias)
 
     def forward(self, x, cache: KVCache | None = None):
         x = x + self.attn(self.ln_1(x), cache)
         return x + self.mlp(self.ln_2(x))
 
-
 def init_weights(module: nn.Module, n_layer: int) -> None:
     """GPT-2 init, module by module so the random stream never depends on the plan: Linear and Embedding weights
     N(0, 0.02), biases 0; residual projections (`is_residual_proj`) N(0, 0.02 / sqrt(2 * n_layer)) with n_layer the
     *physical* depth in every arm, so A^1 B is the baseline bit for bit; `zero_init` weights (adapter outputs) 0."""
-    if isinstance(module, nn.Linear):
-        if getattr(module, "zero_init", False):
-            nn.init.zeros_(module.weight)
-        else:
-            std = 0.02 / math.sqrt(2 * n_layer) if getattr(module, "is_residual_proj", False) else 0.02
-            nn.init.normal_(module.weight, mean=0.0, std=std)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.Embedding):
-        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+    if getattr(module, "zero_init", False):
+        nn.init.zeros_(module.weight)
+    elif isinstance(module, (nn.Linear, nn.Embedding)):
+        residual = getattr(module, "is_residual_proj", False)
+        nn.init.normal_(module.weight, mean=0.0, std=0.02 / math.sqrt(2 * n_layer) if residual else 0.02)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
 
-
-def linear_weights(module: nn.Module | None) -> int:
-    """Multiply-accumulates per token of every nn.Linear inside `module` (= its matmul weights)."""
+def linear_weights(module: nn.Module | None) -> int:  # multiply-accumulates per token of its nn.Linear layers
     return 0 if module is None else sum(m.weight.numel() for m in module.modules() if isinstance(m, nn.Linear))
 
 
@@ -125,7 +105,6 @@ def linear_weights(module: nn.Module | None) -> int:
 SIGNATURE_HELP = ("use capital letters introduced in order (A, then B, ...), groups '(...)', powers '^n' and at most "
                   "one '^r' (the recursed unit), e.g. AB, A^rB, (AB)^r, AB^r, A^3B, AB^rC; or 'blockwise' / 'reverse'")
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-
 
 def parse_signature(signature: str, n_layer: int) -> tuple[str, str, str]:
     """(pre, unit, post) letters, '^r' repeating the unit: 'A^rB' -> ('', 'A', 'B'), 'A^3B' -> ('AAAB', '', '').
@@ -136,9 +115,7 @@ def parse_signature(signature: str, n_layer: int) -> tuple[str, str, str]:
         own = LETTERS[:n_layer]
         return ("".join(c + c for c in own) if signature == "blockwise" else own + own[::-1]), "", ""
 
-    def bad(why):
-        return ValueError(f"bad signature '{signature}': {why}; {SIGNATURE_HELP}")
-
+    bad = lambda why: ValueError(f"bad signature '{signature}': {why}; {SIGNATURE_HELP}")
     groups = [[]]  # the open groups, innermost last, each a list of (letters, is_recursed)
     for m in re.finditer(r"([A-Z)])(\^(r|[1-9][0-9]*)?)?|.", signature, flags=re.S):  # an atom and its power
         atom, caret, power = m.groups()
@@ -156,29 +133,28 @@ def parse_signature(signature: str, n_layer: int) -> tuple[str, str, str]:
         if caret and not power:
             raise bad(f"'^' at position {m.start(2)} must be followed by r or a positive integer")
         groups[-1].append((atom, True) if power == "r" else (atom * int(power or 1), False))
-    items = groups[0]
     if len(groups) > 1:
         raise bad("unclosed '('")
-    if not items:
+    if not groups[0]:
         raise bad("it is empty")
-    recursed = [i for i, (_, rec) in enumerate(items) if rec]
+    recursed = [i for i, (_, rec) in enumerate(groups[0]) if rec]
     if len(recursed) > 1:
         raise bad("only one '^r' is allowed")
-    cut, text = recursed[0] if recursed else len(items), [t for t, _ in items]
+    text = [t for t, _ in groups[0]]
+    cut = recursed[0] if recursed else len(text)
     pre, unit, post = "".join(text[:cut]), "".join(text[cut:cut + 1]), "".join(text[cut + 1:])
     seen = "".join(dict.fromkeys(pre + unit + post))
     if seen != LETTERS[:len(seen)]:
         raise bad(f"letters must first appear in alphabetical order (found {seen})")
     return pre, unit, post
 
-
 CHOICES = dict(round_sampler=("fixed", "binomial", "poisson"), injection=("none", "add", "concat"),
                state_init=("input", "noise"), adapter=("none", "per_round", "per_count"))
-
 
 class Plan:
     """The physical block at each step, layers(r) = pre + unit * r + post, from RecursionConfig's fields and n_layer
     (a bad config raises a one-line ValueError); also the training rounds' distribution and the FLOP count."""
+
     def __init__(self, config):
         c = config
         for name, allowed in CHOICES.items():
@@ -262,8 +238,7 @@ class Plan:
         pmf[-1] += 1 - pmf.sum()  # fold the tail beyond the cap onto the cap
         return {1 + int(i): float(p) for i, p in enumerate(pmf)}
 
-    def sample_r(self, generator: torch.Generator) -> int:
-        """One draw per optimizer step, from a generator no data sampling or dropout touches."""
+    def sample_r(self, generator: torch.Generator) -> int:  # once per step, from a generator nothing else touches
         i = torch.multinomial(torch.tensor(list(self.round_probs.values())), 1, generator=generator).item()
         return list(self.round_probs)[i]
 
@@ -293,9 +268,9 @@ class Adapter(nn.Module):  # h + U norm(h): a linear map, full or low rank, whos
     def forward(self, h):
         return h + self.up(self.down(F.layer_norm(h, h.shape[-1:])))
 
-
 class RoundExtras(nn.Module):
     """Input injection, the latent first state, truncated backprop and adapters: identities by default."""
+
     def __init__(self, c, max_r: int):
         super().__init__()
         self.injection, self.state_init, self.adapter = c.injection, c.state_init, c.adapter
@@ -310,8 +285,7 @@ class RoundExtras(nn.Module):
         std = e.detach().std().item()
         return nn.init.trunc_normal_(torch.empty_like(e), std=std, a=-3 * std, b=3 * std)
 
-    def grad(self, k: int, r: int):
-        """Round k of r builds a graph only if it is one of the last bptt_rounds (0 = all)."""
+    def grad(self, k: int, r: int):  # round k of r builds a graph only if it is one of the last bptt_rounds (0 = all)
         return torch.set_grad_enabled(torch.is_grad_enabled() and k >= r - (self.bptt_rounds or r))
 
     def before_round(self, s, e):
@@ -323,8 +297,7 @@ class RoundExtras(nn.Module):
     def after_round(self, k: int, r: int, s):  # 'per_count' adapts only after the last round, telling the post blocks r
         return self.adapters[k](s) if self.adapter == "per_round" or self.adapter == "per_count" and k == r - 1 else s
 
-    def matmuls(self) -> tuple[int, int]:
-        """Matmul weights added per round and once after the rounds (Plan.flops' round_matmuls, end_matmuls)."""
+    def matmuls(self) -> tuple[int, int]:  # matmul weights added per round and once after them, for Plan.flops
         adapter = linear_weights(self.adapters[0]) if self.adapters else 0
         per_round = self.adapter == "per_round"
         return linear_weights(self.inject) + adapter * per_round, adapter * (not per_round)
@@ -334,7 +307,7 @@ class RoundExtras(nn.Module):
 @dataclass
 class RecursionConfig:
     """The recursion fields, read by Plan and RoundExtras; GPTConfig and ViTConfig inherit them."""
-    signature: str = "AB"  # letters = slices of the layers: AB = baseline, A^rB = RINS, (AB)^r = RAO, AB^rC, reverse...
+    signature: str = "AB"  # letters = slices of the layers, '^r' the recursed unit: AB, A^rB (RINS), (AB)^r (RAO)
     r: int = 1  # rounds of the '^r' unit, >= 1 (1 without a unit); for round_sampler='poisson' the mean
     degree: int = 1  # >= 1; at degree d every letter runs the degree d-1 plan of its own slice (fractal RINS)
     partition: str = ""  # letter sizes, one positive integer per letter, e.g. '1:2:1'; '' = equal slices
@@ -346,45 +319,40 @@ class RecursionConfig:
     adapter: str = "none"  # zero-init linear adapters: 'none' | 'per_round' (after each) | 'per_count' (after the last)
     adapter_rank: int = 0  # adapter size: 0 = full d x d, k > 0 = rank-k factors d -> k -> d
 
-
 @dataclass
 class GPTConfig(RecursionConfig):
-    block_size: int = 256
+    block_size: int = 256  # context length in tokens (the learned position table's size)
     vocab_size: int = 50304  # GPT-2's 50257 padded up to a multiple of 64
-    n_layer: int = 8
-    n_head: int = 6
-    n_embd: int = 384
-    dropout: float = 0.0
-    bias: bool = False
+    n_layer: int = 8  # physical blocks (the plan may run some of them more than once)
+    n_head: int = 6  # attention heads per block
+    n_embd: int = 384  # width of the residual stream
+    dropout: float = 0.0  # dropout probability: attention weights, block outputs, embeddings
+    bias: bool = False  # biases in Linear layers and LayerNorms, like GPT-2 (False is a bit better and faster)
 
 
 # --- What GPT and ViT share: the loop over the plan, init order, parameter counts, the optimizer ---------------------
 class PlanModel(nn.Module):  # a model with `plan` (a Plan) and `extras` (its RoundExtras) over a list of blocks
     def _init_weights(self, config) -> None:
         """Init every module, then build the extras: they come last, so they never shift the blocks' init."""
-        self.apply(lambda m: init_weights(m, config.n_layer))  # leaves in registration order
+        self.apply(lambda m: init_weights(m, config.n_layer))  # leaves in registration order, whatever the plan
         self.extras = RoundExtras(config, self.plan.max_r)
         self.extras.apply(lambda m: init_weights(m, config.n_layer))
 
     def get_num_params(self, non_embedding: bool = True) -> int:
         """The baseline's parameters, the same for every signature, by default without learned positions."""
-        n = sum(p.numel() for p in self.parameters()) - self.get_num_extra_params()
-        if non_embedding:
-            n -= sum(m.weight.numel() for m in self.modules() if getattr(m, "is_position", False))
-        return n
+        positions = sum(m.weight.numel() for m in self.modules() if getattr(m, "is_position", False))
+        return sum(p.numel() for p in self.parameters()) - self.get_num_extra_params() - non_embedding * positions
 
     def get_num_extra_params(self) -> int:
         return sum(p.numel() for m in self.modules() if isinstance(m, RoundExtras) for p in m.parameters())
 
     def configure_optimizers(self, weight_decay: float, learning_rate: float, betas, device_type: str):
-        params = [p for p in self.parameters() if p.requires_grad]
-        decay = [p for p in params if p.dim() >= 2]  # matmul weights and embeddings; not norms, biases or scalars
-        no_decay = [p for p in params if p.dim() < 2]
+        decay = [p for p in self.parameters() if p.dim() >= 2]  # matmul weights and embeddings, not norms or biases
+        no_decay = [p for p in self.parameters() if p.dim() < 2]
         print(f"decayed tensors: {len(decay)} ({sum(p.numel() for p in decay):,} params), "
               f"non-decayed: {len(no_decay)} ({sum(p.numel() for p in no_decay):,} params)")
         groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        fused = device_type == "cuda"  # one kernel for all tensors; CPU keeps the reference foreach path
-        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused)
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=device_type == "cuda")  # one kernel
 
     def blocks_flops(self, blocks: nn.ModuleList, seq_len: int, train: bool, r: int | None) -> float:
         return self.plan.flops(linear_weights(blocks[0]), self.config.n_embd, seq_len, train, r, *self.extras.matmuls())
@@ -417,15 +385,16 @@ class PlanModel(nn.Module):  # a model with `plan` (a Plan) and `extras` (its Ro
 class GPT(PlanModel):
     def __init__(self, config: GPTConfig):
         super().__init__()
-        if config.n_embd % config.n_head:
-            raise ValueError(f"n_embd={config.n_embd} must be divisible by n_head={config.n_head}")
-        c, self.config, self.plan = config, config, Plan(config)
+        c = self.config = config
+        if c.n_embd % c.n_head:
+            raise ValueError(f"n_embd={c.n_embd} must be divisible by n_head={c.n_head}")
+        self.plan = Plan(c)
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(c.vocab_size, c.n_embd),
             wpe=nn.Embedding(c.block_size, c.n_embd),
             drop=nn.Dropout(c.dropout),
             h=nn.ModuleList([Block(c.n_embd, c.n_head, c.dropout, c.bias, causal=True) for _ in range(c.n_layer)]),
-            ln_f=LayerNorm(c.n_embd, c.bias),
+            ln_f=nn.LayerNorm(c.n_embd, bias=c.bias),
         ))
         self.lm_head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
         self.transformer.wte.weight = self.lm_head.weight  # tied: https://paperswithcode.com/method/weight-tying
@@ -508,16 +477,15 @@ class ViTConfig(RecursionConfig):
     bias: bool = False
     num_classes: int = 10  # head outputs: classes, or in SigLIP's image tower the embedding width
 
-
 def sincos_2d(h: int, w: int, dim: int) -> torch.Tensor:
     """Fixed 2-D sin-cos positions (simple_vit): dim/4 frequencies each for sin x, cos x, sin y, cos y."""
     omega = 1.0 / 10000 ** (torch.arange(dim // 4) / max(dim // 4 - 1, 1))
     y, x = (t.flatten()[:, None] * omega for t in torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij"))
     return torch.cat((x.sin(), x.cos(), y.sin(), y.cos()), dim=1)  # (h*w, dim)
 
-
 class ViT(PlanModel):
     """simple_vit along a plan: patch Linear + fixed 2-D sin-cos positions, non-causal blocks, norm, mean pool, head."""
+
     def __init__(self, config: ViTConfig):
         super().__init__()
         c = self.config = config
@@ -529,7 +497,7 @@ class ViT(PlanModel):
         self.patch_embed = nn.Linear(c.channels * c.patch_size ** 2, c.n_embd, bias=c.bias)
         self.register_buffer("pos", sincos_2d(grid, grid, c.n_embd), persistent=False)  # not learned, not saved
         self.h = nn.ModuleList([Block(c.n_embd, c.n_head, c.dropout, c.bias, causal=False) for _ in range(c.n_layer)])
-        self.ln_f = LayerNorm(c.n_embd, c.bias)
+        self.ln_f = nn.LayerNorm(c.n_embd, bias=c.bias)
         self.head = nn.Linear(c.n_embd, c.num_classes, bias=c.bias)
         self._init_weights(c)
 
