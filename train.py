@@ -89,10 +89,8 @@ _config_keys = [k for k, v in globals().items() if not k.startswith("_") and isi
 overridden = configure(globals(), sys.argv[1:], "train.py", types={"compile": (bool, str)})
 config = {k: globals()[k] for k in _config_keys}
 
-
 def fail(msg: str):
     raise SystemExit(f"train.py: {msg}")
-
 
 # --- validation: every key's allowed values, in the defaults' order, checked before any data or device is touched ---
 POS, NONNEG, UNIT, BOOL = (">=", 1), (">=", 0), ("[)", (0, 1)), ("in", (False, True))  # "[)": lo <= value < hi
@@ -152,7 +150,6 @@ peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in device_name), None) i
 # --- data: uint16 token ids (lm) or uint8 images and labels (vit, siglip) from prepare.py ---
 data_path = os.path.join(data_dir, dataset)
 
-
 def load_tokens(split: str) -> np.memmap:
     path = os.path.join(data_path, f"{split}.bin")
     if not os.path.isfile(path) or os.path.getsize(path) % 2:
@@ -164,11 +161,9 @@ def load_tokens(split: str) -> np.memmap:
         fail(f"{path} holds token id {int(data.max())} >= vocab_size {vocab_size}; re-run: python prepare.py {dataset}")
     return data
 
-
 def to_device(*tensors):
     pin = device_type == "cuda"  # pinned host memory lets the copy overlap compute
     return tuple((t.pin_memory() if pin else t).to(device, non_blocking=pin) for t in tensors)
-
 
 def get_batch(split: str, generator: torch.Generator):
     """A random batch: windows of text, or images with labels or captions. Every process draws the same global
@@ -181,7 +176,6 @@ def get_batch(split: str, generator: torch.Generator):
     x = torch.from_numpy(np.stack([data[i:i + block_size] for i in ix.tolist()]).astype(np.int64))
     y = torch.from_numpy(np.stack([data[i + 1:i + 1 + block_size] for i in ix.tolist()]).astype(np.int64))
     return to_device(x, y)
-
 
 try:
     with open(os.path.join(data_path, "meta.json")) as f:
@@ -279,7 +273,6 @@ if compile:
 if ddp:
     model = DDP(model, device_ids=[int(os.environ["LOCAL_RANK"])] if device_type == "cuda" else None)
 
-
 # --- helpers ---
 def get_lr(it: int) -> float:
     """Linear warmup, then cosine decay reaching min_lr exactly at this run's own max_iters."""
@@ -288,7 +281,6 @@ def get_lr(it: int) -> float:
     progress = (it - warmup) / max(1, max_iters - warmup)
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0))) * (learning_rate - min_lr)
 
-
 def mean_over_ranks(values: list[float]) -> list[float]:  # each rank scores its own slice of a global batch
     if not ddp:
         return values
@@ -296,18 +288,15 @@ def mean_over_ranks(values: list[float]) -> list[float]:  # each rank scores its
     torch.distributed.all_reduce(t)
     return (t / world_size).tolist()
 
-
 def gather_rng() -> list:  # every rank's dropout/noise RNG state, so a resumed DDP run continues each one
     states = [torch.get_rng_state()] * world_size
     if ddp:
         torch.distributed.all_gather_object(states, states[0])
     return states
 
-
 @torch.no_grad()
 def estimate_val_loss(batches: list) -> tuple[dict, dict]:
-    """Mean loss over fixed batches at every depth in rs (under DDP: over all ranks' slices), and for image
-    tasks the accuracy at every depth (every rank scores the same images)."""
+    """Loss (averaged over the ranks' slices) and, for images, accuracy over fixed batches at every depth in rs."""
     raw_model.eval()
     losses, accs = {}, {}
     for r in rs:
@@ -319,7 +308,6 @@ def estimate_val_loss(batches: list) -> tuple[dict, dict]:
     raw_model.train()
     return dict(zip(losses, mean_over_ranks(list(losses.values())))), accs
 
-
 def git_commit() -> str | None:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
@@ -327,11 +315,9 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
 
-
 def last_good() -> str:
     return f"last good checkpoint: {ckpt_path} (iter {saved_iter})" if saved_iter is not None else (
         "no checkpoint was written")
-
 
 def save(rng: list):
     try:
@@ -343,10 +329,8 @@ def save(rng: list):
         fail(f"cannot write checkpoint {ckpt_path} ({e.strerror}); {last_good()} is intact; "
              "free space or fix out_dir, then resume")
 
-
 def by_r(name: str, values: dict) -> dict:  # a log entry at the trained depth, and per scored depth if recursive
     return {name: values[train_r]} | ({f"{name}_r": {str(k): v for k, v in values.items()}} if train_r else {})
-
 
 # --- the run table and the log's start line ---
 n_params, n_extra = raw_model.get_num_params(), raw_model.get_num_extra_params()
@@ -365,8 +349,8 @@ if master:
             ("tokens to see", f"{max_iters * tokens_per_iter:,}"),
             ("FLOP budget", f"{flop_budget:.4g} -> planned {planned:.4g} ({100 * (planned / flop_budget - 1):+.2f}%)"
              if flop_budget else "none (max_iters)")]
-    rows += [("training rounds", ", ".join(f"P({k})={p:.3f}" for k, p in plan.round_probs.items() if p > 5e-4))
-             ] if plan.sampled else []
+    if plan.sampled:
+        rows.append(("training rounds", ", ".join(f"P({k})={p:.3f}" for k, p in plan.round_probs.items() if p > 5e-4)))
     print("\n".join(f"{k:>20}: {v}" for k, v in rows))
 if master and not dry_run:
     versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}
