@@ -92,29 +92,29 @@ config = {k: globals()[k] for k in _config_keys}
 def fail(msg: str):
     raise SystemExit(f"train.py: {msg}")
 
-# --- validation: every key's allowed values, in the defaults' order, checked before any data or device is touched ---
-POS, NONNEG, UNIT, BOOL = (">=", 1), (">=", 0), ("[)", (0, 1)), ("in", (False, True))  # "[)": lo <= value < hi
-PATH = ("re", (r".+", "a non-empty path"))  # ("re", (pattern, what it means))
-CHECKS = {
-    "out_dir": PATH, "eval_interval": POS, "log_interval": POS, "eval_iters": POS,
-    "init_from": ("in", ("scratch", "resume")), "dry_run": BOOL, "task": ("in", ("lm", "vit", "siglip")),
-    "dataset": ("re", (r".+", "a dataset name such as english")), "data_dir": PATH,
-    "gradient_accumulation_steps": POS, "batch_size": POS, "block_size": POS, "n_layer": POS, "n_head": POS,
-    "n_embd": POS, "dropout": UNIT, "bias": BOOL, "patch_size": POS,
-    "signature": ("re", (r"\S+", "a signature such as AB, A^rB, (AB)^r")), "r": POS, "degree": POS,  # model.py: grammar
+# --- validation: every key's allowed values, checked before any data or device is touched ---
+CHECKS = {  # key: (">=", min) | ("[)", (lo, hi)): lo <= value < hi | ("in", choices) | ("re", (pattern, meaning))
+    "out_dir": ("re", (r".+", "a non-empty path")), "eval_interval": (">=", 1), "log_interval": (">=", 1),
+    "eval_iters": (">=", 1), "init_from": ("in", ("scratch", "resume")), "dry_run": ("in", (False, True)),
+    "task": ("in", ("lm", "vit", "siglip")), "dataset": ("re", (r".+", "a dataset name such as english")),
+    "data_dir": ("re", (r".+", "a non-empty path")), "gradient_accumulation_steps": (">=", 1), "batch_size": (">=", 1),
+    "block_size": (">=", 1), "n_layer": (">=", 1), "n_head": (">=", 1), "n_embd": (">=", 1), "dropout": ("[)", (0, 1)),
+    "bias": ("in", (False, True)), "patch_size": (">=", 1),
+    "signature": ("re", (r"\S+", "a signature such as AB, A^rB, (AB)^r")),  # model.py checks its grammar
+    "r": (">=", 1), "degree": (">=", 1),
     "partition": ("re", (r"(\d+(:\d+)*)?", "colon-separated positive integers, one per letter (e.g. 1:2:1), or ''")),
-    "round_sampler": ("in", ("fixed", "binomial", "poisson")), "stochastic_p": UNIT, "bptt_rounds": NONNEG,
+    "round_sampler": ("in", ("fixed", "binomial", "poisson")), "stochastic_p": ("[)", (0, 1)), "bptt_rounds": (">=", 0),
     "injection": ("in", ("none", "add", "concat")), "state_init": ("in", ("input", "noise")),
-    "adapter": ("in", ("none", "per_round", "per_count")), "adapter_rank": NONNEG,
-    "rins_tower": ("in", ("image", "text", "both")), "eval_r": ("each >=", 1), "learning_rate": NONNEG,
-    "min_lr": NONNEG, "warmup_iters": NONNEG, "max_iters": POS, "flop_budget": NONNEG, "weight_decay": NONNEG,
-    "beta1": UNIT, "beta2": UNIT, "grad_clip": NONNEG,
+    "adapter": ("in", ("none", "per_round", "per_count")), "adapter_rank": (">=", 0),
+    "rins_tower": ("in", ("image", "text", "both")), "eval_r": ("each >=", 1), "learning_rate": (">=", 0),
+    "min_lr": (">=", 0), "warmup_iters": (">=", 0), "max_iters": (">=", 1), "flop_budget": (">=", 0),
+    "weight_decay": (">=", 0), "beta1": ("[)", (0, 1)), "beta2": ("[)", (0, 1)), "grad_clip": (">=", 0),
     "device": ("re", (r"auto|cpu|mps|cuda(:\d+)?", "one of auto, cpu, cuda, cuda:N, mps")),
     "dtype": ("in", ("auto", "float32", "bfloat16", "float16")), "compile": ("in", ("auto", True, False)),
-    "seed": NONNEG,
+    "seed": (">=", 0),
 }
-problems = check(config, CHECKS, "train.py")  # then the one rule between keys:
-if flop_budget > 0 and "max_iters" in overridden:
+problems = check(config, CHECKS, "train.py")  # one line per key, in this (the defaults') order
+if flop_budget > 0 and "max_iters" in overridden:  # the one rule between keys
     problems.append(f"train.py: max_iters={max_iters} and flop_budget={flop_budget:g} both set the run length; "
                     "pass --flop_budget=0 to use max_iters")
 if problems:
