@@ -1,11 +1,8 @@
 """
-nanoRINS model: a GPT whose depth is an *execution plan* over one list of physical blocks.
-
-Recursive Inference Scaling (RINS, Alabdulmohsin & Zhai, arXiv 2502.07503) splits the L blocks into halves
-A and B and runs A^r B: A applied r times to its own output, then B once. Every rival recursion (RAO (AB)^r,
-AB^r, MobileLLM sharing, latent recurrent depth) is another plan over the same blocks, so all variants share
-the baseline's parameters. Top to bottom: layers; `Plan` (signature -> block per step, rounds, FLOPs);
-`RoundExtras` (what some variants add at round boundaries); the loop over the plan; GPT; ViT (SigLIP: siglip.py).
+nanoRINS model: a GPT whose depth is an *execution plan* over one list of physical blocks. RINS (Recursive Inference
+Scaling, Alabdulmohsin & Zhai, arXiv 2502.07503) splits the L blocks into halves A and B and runs A^r B: A r times on
+its own output, then B once. Every rival (RAO (AB)^r, AB^r, MobileLLM sharing, latent recurrent depth) is another plan
+over the same blocks and parameters. Top to bottom: layers; Plan; RoundExtras; configs; the loop over a plan; GPT; ViT.
 """
 
 import itertools
@@ -17,29 +14,14 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-# -----------------------------------------------------------------------------
-# Layers (shared by the GPT and the ViT)
 
-
-class LayerNorm(nn.Module):
-    """LayerNorm with an optional bias (PyTorch's cannot drop just the bias)."""
-
-    def __init__(self, ndim: int, bias: bool):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(ndim))
-        self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None
-
-    def forward(self, x):
-        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
-
-
+# --- Layers (shared by the GPT and the ViT) --------------------------------------------------------------------------
 class KVCache:
     """Keys and values of one *application* of a block: a block run r times owns r of these. With an `owner`
     (kv_share) it stores nothing and serves the owner's past plus its own current token's k, v."""
 
     def __init__(self, owner=None):
-        self.k = self.v = None
-        self.owner, self.seen = owner, 0  # seen: tokens so far
+        self.k, self.v, self.owner, self.seen = None, None, owner, 0  # seen: tokens so far
 
     def __len__(self):
         return self.seen
@@ -52,16 +34,12 @@ class KVCache:
             return self.k, self.v
         if k.size(2) != 1:
             raise ValueError(f"a shared KV cache takes one token per call, got {k.size(2)}; feed them one by one")
-        if past == 0:
-            return k, v
         o = self.owner  # o.k[:, :, :past] is the past whether the owner has run this token yet or not
-        return torch.cat([o.k[:, :, :past], k], dim=2), torch.cat([o.v[:, :, :past], v], dim=2)
-
+        return (k, v) if past == 0 else (torch.cat([o.k[:, :, :past], k], 2), torch.cat([o.v[:, :, :past], v], 2))
 
 class SelfAttention(nn.Module):
     def __init__(self, n_embd: int, n_head: int, dropout: float, bias: bool, causal: bool):
         super().__init__()
-        assert n_embd % n_head == 0
         self.c_attn = nn.Linear(n_embd, 3 * n_embd, bias=bias)  # q, k, v in one matmul
         self.c_proj = nn.Linear(n_embd, n_embd, bias=bias)
         self.c_proj.is_residual_proj = True
@@ -83,7 +61,6 @@ class SelfAttention(nn.Module):
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
-
 class MLP(nn.Module):
     def __init__(self, n_embd: int, dropout: float, bias: bool):
         super().__init__()
@@ -96,120 +73,87 @@ class MLP(nn.Module):
     def forward(self, x):
         return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
 
-
-class Block(nn.Module):
-    """Pre-LN transformer block; `causal` is the only difference between the GPT's and the ViT's."""
-
+class Block(nn.Module):  # pre-LN; `causal` is the only difference between the GPT's and the ViT's
     def __init__(self, n_embd: int, n_head: int, dropout: float, bias: bool, causal: bool):
         super().__init__()
-        self.ln_1 = LayerNorm(n_embd, bias)
+        self.ln_1 = nn.LayerNorm(n_embd, bias=bias)
         self.attn = SelfAttention(n_embd, n_head, dropout, bias, causal)
-        self.ln_2 = LayerNorm(n_embd, bias)
+        self.ln_2 = nn.LayerNorm(n_embd, bias=bias)
         self.mlp = MLP(n_embd, dropout, bias)
 
     def forward(self, x, cache: KVCache | None = None):
         x = x + self.attn(self.ln_1(x), cache)
         return x + self.mlp(self.ln_2(x))
 
-
 def init_weights(module: nn.Module, n_layer: int) -> None:
-    """GPT-2 init, applied module by module so the random stream never depends on the plan.
+    """GPT-2 init, module by module so the random stream never depends on the plan: Linear and Embedding weights
+    N(0, 0.02), biases 0; residual projections (`is_residual_proj`) N(0, 0.02 / sqrt(2 * n_layer)) with n_layer the
+    *physical* depth in every arm, so A^1 B is the baseline bit for bit; `zero_init` weights (adapter outputs) 0."""
+    if getattr(module, "zero_init", False):
+        nn.init.zeros_(module.weight)
+    elif isinstance(module, (nn.Linear, nn.Embedding)):
+        residual = getattr(module, "is_residual_proj", False)
+        nn.init.normal_(module.weight, mean=0.0, std=0.02 / math.sqrt(2 * n_layer) if residual else 0.02)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
 
-    Linear and Embedding weights ~ N(0, 0.02); biases 0; LayerNorm weight 1, bias 0.
-    Residual projections (attribute `is_residual_proj`) ~ N(0, 0.02 / sqrt(2 * n_layer)) with
-    n_layer the *physical* depth, in every arm, so A^1 B is the baseline bit for bit.
-    Modules with `zero_init` (adapter output factors) start at 0: at init they change nothing.
-    """
-    if isinstance(module, nn.Linear):
-        if getattr(module, "zero_init", False):
-            nn.init.zeros_(module.weight)
-        else:
-            std = 0.02 / math.sqrt(2 * n_layer) if getattr(module, "is_residual_proj", False) else 0.02
-            nn.init.normal_(module.weight, mean=0.0, std=std)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.Embedding):
-        nn.init.normal_(module.weight, mean=0.0, std=0.02)
-
-
-def linear_weights(module: nn.Module | None) -> int:
-    """Multiply-accumulates per token of every nn.Linear inside `module` (= its matmul weights)."""
+def linear_weights(module: nn.Module | None) -> int:  # multiply-accumulates per token of its nn.Linear layers
     return 0 if module is None else sum(m.weight.numel() for m in module.modules() if isinstance(m, nn.Linear))
 
 
-# -----------------------------------------------------------------------------
-# The plan: signature -> physical block indices, training rounds, FLOPs (plain data, no parameters)
-
+# --- The plan: signature -> physical block indices, training rounds, FLOPs (plain data, no parameters) ---------------
 SIGNATURE_HELP = ("use capital letters introduced in order (A, then B, ...), groups '(...)', powers '^n' and at most "
                   "one '^r' (the recursed unit), e.g. AB, A^rB, (AB)^r, AB^r, A^3B, AB^rC; or 'blockwise' / 'reverse'")
-
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 def parse_signature(signature: str, n_layer: int) -> tuple[str, str, str]:
-    """Expand a signature into (pre, unit, post) letter strings; the unit is what '^r' repeats.
-
-    'A^rB' -> ('', 'A', 'B');  '(AB)^r' -> ('', 'AB', '');  'A^3B' -> ('AAAB', '', '').
-    MobileLLM's patterns are named: 'blockwise' runs each layer twice in a row, 'reverse' runs
-    layers 1..L then L..1; both give every layer its own letter.
-    """
-    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    """(pre, unit, post) letters, '^r' repeating the unit: 'A^rB' -> ('', 'A', 'B'), 'A^3B' -> ('AAAB', '', '').
+    MobileLLM's named patterns give each layer a letter: 'blockwise' runs each twice, 'reverse' 1..L then L..1."""
     if signature in ("blockwise", "reverse"):
-        if n_layer > len(letters):
+        if n_layer > len(LETTERS):
             raise ValueError(f"signature '{signature}' needs n_layer <= 26, got {n_layer}")
-        own = letters[:n_layer]
+        own = LETTERS[:n_layer]
         return ("".join(c + c for c in own) if signature == "blockwise" else own + own[::-1]), "", ""
 
-    def bad(why):
-        return ValueError(f"bad signature '{signature}': {why}; {SIGNATURE_HELP}")
-
-    groups, pos = [[]], 0  # the open groups, innermost last, each a list of (letters, is_recursed)
-    while pos < len(signature):
-        c = signature[pos]
-        if c == "(":
+    bad = lambda why: ValueError(f"bad signature '{signature}': {why}; {SIGNATURE_HELP}")
+    groups = [[]]  # the open groups, innermost last, each a list of (letters, is_recursed)
+    for m in re.finditer(r"([A-Z)])(\^(r|[1-9][0-9]*)?)?|.", signature, flags=re.S):  # an atom and its power
+        atom, caret, power = m.groups()
+        if atom is None and m.group() != "(":
+            raise bad(f"unexpected '{m.group()}' at position {m.start()}")
+        if atom is None:
             groups.append([])
-            pos += 1
             continue
-        if c == ")":
+        if atom == ")":
             if len(groups) == 1:
-                raise bad(f"unmatched ')' at position {pos}")
+                raise bad(f"unmatched ')' at position {m.start()}")
             if any(rec for _, rec in groups[-1]):
                 raise bad("'^r' must be outside parentheses")
-            text = "".join(t for t, _ in groups.pop())
-        elif c in letters:
-            text = c
-        else:
-            raise bad(f"unexpected '{c}' at position {pos}")
-        pos += 1
-        power = re.match(r"\^(r|[1-9][0-9]*)", signature[pos:])
-        if signature[pos:pos + 1] == "^" and not power:
-            raise bad(f"'^' at position {pos} must be followed by r or a positive integer")
-        pos += power.end() if power else 0
-        n = power.group(1) if power else "1"
-        groups[-1].append((text, True) if n == "r" else (text * int(n), False))
+            atom = "".join(t for t, _ in groups.pop())
+        if caret and not power:
+            raise bad(f"'^' at position {m.start(2)} must be followed by r or a positive integer")
+        groups[-1].append((atom, True) if power == "r" else (atom * int(power or 1), False))
     if len(groups) > 1:
         raise bad("unclosed '('")
-    items = groups[0]
-    if not items:
+    if not groups[0]:
         raise bad("it is empty")
-    recursed = [i for i, (_, rec) in enumerate(items) if rec]
+    recursed = [i for i, (_, rec) in enumerate(groups[0]) if rec]
     if len(recursed) > 1:
         raise bad("only one '^r' is allowed")
-    cut = recursed[0] if recursed else len(items)
-    parts = (items[:cut], items[cut:cut + 1] if recursed else [], items[cut + 1:])
-    pre, unit, post = ("".join(t for t, _ in part) for part in parts)
+    text = [t for t, _ in groups[0]]
+    cut = recursed[0] if recursed else len(text)
+    pre, unit, post = "".join(text[:cut]), "".join(text[cut:cut + 1]), "".join(text[cut + 1:])
     seen = "".join(dict.fromkeys(pre + unit + post))
-    if seen != letters[:len(seen)]:
+    if seen != LETTERS[:len(seen)]:
         raise bad(f"letters must first appear in alphabetical order (found {seen})")
     return pre, unit, post
-
 
 CHOICES = dict(round_sampler=("fixed", "binomial", "poisson"), injection=("none", "add", "concat"),
                state_init=("input", "noise"), adapter=("none", "per_round", "per_count"))
 
-
 class Plan:
-    """Which physical block runs at each step, layers(r) = pre + unit * r + post, built once from a config
-    with RecursionConfig's fields and n_layer (a bad one raises a one-line ValueError); also the training
-    rounds' distribution, the FLOP count and describe()."""
+    """The physical block at each step, layers(r) = pre + unit * r + post, from RecursionConfig's fields and n_layer
+    (a bad config raises a one-line ValueError); also the training rounds' distribution and the FLOP count."""
 
     def __init__(self, config):
         c = config
@@ -258,8 +202,7 @@ class Plan:
                 layers += pre + unit * self.r + post
         return layers
 
-    def check_r(self, r: int | None) -> int:
-        """The rounds to run: the configured r, or an inference-time override checked against the plan."""
+    def check_r(self, r: int | None) -> int:  # the configured r, or an inference-time override that fits the plan
         if r is None:
             return self.r
         if not self.recursive:
@@ -281,9 +224,8 @@ class Plan:
                 f"[{n} applications, {n / self.n_layer:.2f}x of {self.n_layer} layers]")
 
     def _round_distribution(self, sampler: str, p: float) -> dict[int, float]:
-        """Distribution of training rounds. binomial: 1 + Binomial(r-1, 1-p) (stochastic RINS);
-        poisson: 1 + Poisson(lambda), lambda ~ LogNormal(ln(r-1) - s^2/2, s), s = 0.5, capped at 4r
-        (Geiping et al.), so the mean is r; its mixture is integrated on lambda quantiles."""
+        """binomial: 1 + Binomial(r-1, 1-p) (stochastic RINS); poisson: 1 + Poisson(lambda), lambda ~ LogNormal(ln(r-1)
+        - s^2/2, s), s = 0.5, capped at 4r (Geiping et al.): mean r, the mixture integrated on lambda quantiles."""
         if sampler == "fixed" or self.r == 1 and sampler == "poisson":
             return {self.r: 1.0}
         if sampler == "binomial":
@@ -296,17 +238,15 @@ class Plan:
         pmf[-1] += 1 - pmf.sum()  # fold the tail beyond the cap onto the cap
         return {1 + int(i): float(p) for i, p in enumerate(pmf)}
 
-    def sample_r(self, generator: torch.Generator) -> int:
-        """One draw per optimizer step, from a generator no data sampling or dropout touches."""
+    def sample_r(self, generator: torch.Generator) -> int:  # once per step, from a generator nothing else touches
         i = torch.multinomial(torch.tensor(list(self.round_probs.values())), 1, generator=generator).item()
         return list(self.round_probs)[i]
 
     def flops(self, block_matmuls: int, n_embd: int, seq_len: int, train: bool = True, r: int | None = None,
               round_matmuls: int = 0, end_matmuls: int = 0) -> float:
-        """FLOPs per token of the blocks along the plan. An application is 2*matmul weights + 4*T*d (q.k^T and
-        att.v over the *full* T x T square, as the math SDPA kernel computes it); the extras add 2*round_matmuls
-        per round, 2*end_matmuls once. Training triples the forward, except in rounds run without grad
-        (truncated backprop). With sampled rounds and r=None: the expectation over round_probs."""
+        """FLOPs per token of the blocks along the plan: an application is 2*matmul weights + 4*T*d (q.k^T and att.v
+        over the *full* T x T square, as the math SDPA kernel computes it), the extras add 2*round_matmuls per round,
+        2*end_matmuls once. Training triples all but no-grad rounds; sampled rounds with r=None give the mean."""
         probs = self.round_probs if train and r is None else {self.check_r(r): 1.0}
         apply = 2 * block_matmuls + 4 * seq_len * n_embd
         round_cost, total = len(self.unit) * apply + 2 * round_matmuls, 0.0
@@ -317,13 +257,8 @@ class Plan:
         return total
 
 
-# -----------------------------------------------------------------------------
-# Per-round extras: the only parameters beyond the baseline's, called by the loop at round boundaries
-
-
-class Adapter(nn.Module):
-    """h + U norm(h): a linear map, full or low rank, whose output factor starts at zero."""
-
+# --- Per-round extras: the only parameters beyond the baseline's, called by the loop at round boundaries -------------
+class Adapter(nn.Module):  # h + U norm(h): a linear map, full or low rank, whose output factor starts at zero
     def __init__(self, n_embd: int, rank: int):
         super().__init__()
         self.down = nn.Linear(n_embd, rank, bias=False) if rank else nn.Identity()
@@ -333,18 +268,15 @@ class Adapter(nn.Module):
     def forward(self, h):
         return h + self.up(self.down(F.layer_norm(h, h.shape[-1:])))
 
-
 class RoundExtras(nn.Module):
     """Input injection, the latent first state, truncated backprop and adapters: identities by default."""
 
-    def __init__(self, config, max_r: int):
+    def __init__(self, c, max_r: int):
         super().__init__()
-        c = config
         self.injection, self.state_init, self.adapter = c.injection, c.state_init, c.adapter
         self.bptt_rounds = c.bptt_rounds
         self.inject = nn.Linear(2 * c.n_embd, c.n_embd, bias=False) if c.injection == "concat" else None
-        n_adapters = max_r if c.adapter != "none" else 0
-        self.adapters = nn.ModuleList(Adapter(c.n_embd, c.adapter_rank) for _ in range(n_adapters))
+        self.adapters = nn.ModuleList(Adapter(c.n_embd, c.adapter_rank) for _ in range(max_r * (c.adapter != "none")))
 
     def start(self, e):
         """The first state from the prelude's output e: e itself, or (latent) fresh noise of e's std every call."""
@@ -353,8 +285,7 @@ class RoundExtras(nn.Module):
         std = e.detach().std().item()
         return nn.init.trunc_normal_(torch.empty_like(e), std=std, a=-3 * std, b=3 * std)
 
-    def grad(self, k: int, r: int):
-        """Round k of r builds a graph only if it is one of the last bptt_rounds (0 = all)."""
+    def grad(self, k: int, r: int):  # round k of r builds a graph only if it is one of the last bptt_rounds (0 = all)
         return torch.set_grad_enabled(torch.is_grad_enabled() and k >= r - (self.bptt_rounds or r))
 
     def before_round(self, s, e):
@@ -363,94 +294,74 @@ class RoundExtras(nn.Module):
             return s + e
         return self.inject(torch.cat([s, e], dim=-1)) if self.injection == "concat" else s
 
-    def after_round(self, k: int, s):
-        return self.adapters[k](s) if self.adapter == "per_round" else s
+    def after_round(self, k: int, r: int, s):  # 'per_count' adapts only after the last round, telling the post blocks r
+        return self.adapters[k](s) if self.adapter == "per_round" or self.adapter == "per_count" and k == r - 1 else s
 
-    def end(self, s, r: int):
-        return self.adapters[r - 1](s) if self.adapter == "per_count" else s  # tells the post blocks r
-
-    def matmuls(self) -> tuple[int, int]:
-        """Matmul weights added per round and once after the rounds (Plan.flops' round_matmuls, end_matmuls)."""
+    def matmuls(self) -> tuple[int, int]:  # matmul weights added per round and once after them, for Plan.flops
         adapter = linear_weights(self.adapters[0]) if self.adapters else 0
         per_round = self.adapter == "per_round"
         return linear_weights(self.inject) + adapter * per_round, adapter * (not per_round)
 
 
-# -----------------------------------------------------------------------------
-# Configuration
-
-
+# --- Configuration ---------------------------------------------------------------------------------------------------
 @dataclass
 class RecursionConfig:
     """The recursion fields, read by Plan and RoundExtras; GPTConfig and ViTConfig inherit them."""
-    signature: str = "AB"  # the plan: letters = slices of the layers in order, groups '(...)', powers '^n', one '^r'
-    # (the recursed unit): AB = baseline, A^rB = RINS, (AB)^r = RAO, AB^r, AB^rC; also 'blockwise', 'reverse'
+    signature: str = "AB"  # letters = slices of the layers, '^r' the recursed unit: AB, A^rB (RINS), (AB)^r (RAO)
     r: int = 1  # rounds of the '^r' unit, >= 1 (1 without a unit); for round_sampler='poisson' the mean
     degree: int = 1  # >= 1; at degree d every letter runs the degree d-1 plan of its own slice (fractal RINS)
     partition: str = ""  # letter sizes, one positive integer per letter, e.g. '1:2:1'; '' = equal slices
-    round_sampler: str = "fixed"  # training rounds: 'fixed' (r) | 'binomial' (stochastic RINS, 1..r) |
-    # 'poisson' (latent recurrence: 1 + Poisson with a log-normal rate, mean r, capped at 4r)
+    round_sampler: str = "fixed"  # training rounds: 'fixed' (r) | 'binomial' (stochastic RINS) | 'poisson' (latent)
     stochastic_p: float = 0.5  # binomial only, in [0, 1): each round after the first is skipped with probability p
     bptt_rounds: int = 0  # >= 0: backprop through only the last k rounds, earlier ones run without grad; 0 = all
     injection: str = "none"  # the prelude's output e re-enters each round: 'none' | 'add' (s + e) | 'concat' (W [s, e])
     state_init: str = "input"  # the unit's first state: 'input' (the prelude's output) | 'noise' (needs injection)
-    adapter: str = "none"  # zero-init linear adapters: 'none' | 'per_round' (one after each round) |
-    # 'per_count' (one after the last round, picked by the number of rounds, so the post blocks know r)
+    adapter: str = "none"  # zero-init linear adapters: 'none' | 'per_round' (after each) | 'per_count' (after the last)
     adapter_rank: int = 0  # adapter size: 0 = full d x d, k > 0 = rank-k factors d -> k -> d
-
 
 @dataclass
 class GPTConfig(RecursionConfig):
-    block_size: int = 256
+    block_size: int = 256  # context length in tokens (the learned position table's size)
     vocab_size: int = 50304  # GPT-2's 50257 padded up to a multiple of 64
-    n_layer: int = 8
-    n_head: int = 6
-    n_embd: int = 384
-    dropout: float = 0.0
-    bias: bool = False
+    n_layer: int = 8  # physical blocks (the plan may run some of them more than once)
+    n_head: int = 6  # attention heads per block
+    n_embd: int = 384  # width of the residual stream
+    dropout: float = 0.0  # dropout probability: attention weights, block outputs, embeddings
+    bias: bool = False  # biases in Linear layers and LayerNorms, like GPT-2 (False is a bit better and faster)
 
 
-# -----------------------------------------------------------------------------
-# What GPT and ViT share: the loop over the plan, init order, parameter counts, the optimizer
-
-
-class PlanModel(nn.Module):
-    """A model with `plan` (a Plan) and `extras` (its RoundExtras) over one ModuleList of blocks."""
-
+# --- What GPT and ViT share: the loop over the plan, init order, parameter counts, the optimizer ---------------------
+class PlanModel(nn.Module):  # a model with `plan` (a Plan) and `extras` (its RoundExtras) over a list of blocks
     def _init_weights(self, config) -> None:
         """Init every module, then build the extras: they come last, so they never shift the blocks' init."""
-        for m in self.modules():
-            init_weights(m, config.n_layer)
+        self.apply(lambda m: init_weights(m, config.n_layer))  # leaves in registration order, whatever the plan
         self.extras = RoundExtras(config, self.plan.max_r)
-        for m in self.extras.modules():
-            init_weights(m, config.n_layer)
+        self.extras.apply(lambda m: init_weights(m, config.n_layer))
 
     def get_num_params(self, non_embedding: bool = True) -> int:
-        """Parameters of the baseline architecture (identical for every signature; the extras are
-        `get_num_extra_params`), by default without learned position tables (`is_position`)."""
-        n = sum(p.numel() for p in self.parameters()) - self.get_num_extra_params()
-        if non_embedding:
-            n -= sum(m.weight.numel() for m in self.modules() if getattr(m, "is_position", False))
-        return n
+        """The baseline's parameters, the same for every signature, by default without learned positions."""
+        positions = sum(m.weight.numel() for m in self.modules() if getattr(m, "is_position", False))
+        return sum(p.numel() for p in self.parameters()) - self.get_num_extra_params() - non_embedding * positions
 
     def get_num_extra_params(self) -> int:
         return sum(p.numel() for m in self.modules() if isinstance(m, RoundExtras) for p in m.parameters())
 
     def configure_optimizers(self, weight_decay: float, learning_rate: float, betas, device_type: str):
-        params = [p for p in self.parameters() if p.requires_grad]
-        decay = [p for p in params if p.dim() >= 2]  # matmul weights and embeddings; not norms, biases or scalars
-        no_decay = [p for p in params if p.dim() < 2]
+        decay = [p for p in self.parameters() if p.dim() >= 2]  # matmul weights and embeddings, not norms or biases
+        no_decay = [p for p in self.parameters() if p.dim() < 2]
         print(f"decayed tensors: {len(decay)} ({sum(p.numel() for p in decay):,} params), "
               f"non-decayed: {len(no_decay)} ({sum(p.numel() for p in no_decay):,} params)")
         groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        fused = device_type == "cuda"  # one kernel for all tensors; CPU keeps the reference foreach path
-        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused)
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=device_type == "cuda")  # one kernel
+
+    def blocks_flops(self, blocks: nn.ModuleList, seq_len: int, train: bool, r: int | None) -> float:
+        return self.plan.flops(linear_weights(blocks[0]), self.config.n_embd, seq_len, train, r, *self.extras.matmuls())
 
     def run_plan(self, x, blocks: nn.ModuleList, r: int | None = None, caches: list | None = None, states=None):
         """The blocks along plan.layers(r): pre once, the unit r times, post once. The step-th application
         uses caches[step]; `states` (if a list) gets the stream after every application."""
         plan, extras, steps = self.plan, self.extras, list(enumerate(self.plan.layers(r)))  # (step, block index)
-        r = plan.check_r(r)
+        r, a, n = plan.check_r(r), len(plan.pre), len(plan.unit)
 
         def run(x, part):
             for step, i in part:
@@ -459,7 +370,6 @@ class PlanModel(nn.Module):
                     states.append(x)
             return x
 
-        a, n = len(plan.pre), len(plan.unit)
         x = run(x, steps[:a])
         if plan.recursive:
             e, x = x, extras.start(x)  # e: the prelude's output, which injection feeds back every round
@@ -467,31 +377,26 @@ class PlanModel(nn.Module):
                 with extras.grad(k, r):  # truncated backprop: early rounds build no graph
                     x = extras.before_round(x, e)
                     x = run(x, steps[a + k * n:a + (k + 1) * n])
-                    x = extras.after_round(k, x)
-            x = extras.end(x, r)
+                    x = extras.after_round(k, r, x)
         return run(x, steps[a + r * n:])
 
 
-# -----------------------------------------------------------------------------
-# GPT
-
-
+# --- GPT -------------------------------------------------------------------------------------------------------------
 class GPT(PlanModel):
     def __init__(self, config: GPTConfig):
         super().__init__()
-        assert config.vocab_size is not None and config.block_size is not None
-        if config.n_embd % config.n_head:
-            raise ValueError(f"n_embd={config.n_embd} must be divisible by n_head={config.n_head}")
-        self.config, self.plan = config, Plan(config)
+        c = self.config = config
+        if c.n_embd % c.n_head:
+            raise ValueError(f"n_embd={c.n_embd} must be divisible by n_head={c.n_head}")
+        self.plan = Plan(c)
         self.transformer = nn.ModuleDict(dict(
-            wte=nn.Embedding(config.vocab_size, config.n_embd),
-            wpe=nn.Embedding(config.block_size, config.n_embd),
-            drop=nn.Dropout(config.dropout),
-            h=nn.ModuleList([Block(config.n_embd, config.n_head, config.dropout, config.bias, causal=True)
-                             for _ in range(config.n_layer)]),
-            ln_f=LayerNorm(config.n_embd, config.bias),
+            wte=nn.Embedding(c.vocab_size, c.n_embd),
+            wpe=nn.Embedding(c.block_size, c.n_embd),
+            drop=nn.Dropout(c.dropout),
+            h=nn.ModuleList([Block(c.n_embd, c.n_head, c.dropout, c.bias, causal=True) for _ in range(c.n_layer)]),
+            ln_f=nn.LayerNorm(c.n_embd, bias=c.bias),
         ))
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
         self.transformer.wte.weight = self.lm_head.weight  # tied: https://paperswithcode.com/method/weight-tying
         self.transformer.wpe.is_position = True
         self._init_weights(config)
@@ -503,26 +408,23 @@ class GPT(PlanModel):
             raise ValueError(f"sequence of {start + T} tokens exceeds block_size={self.config.block_size}")
         pos = torch.arange(start, start + T, dtype=torch.long, device=idx.device)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
-        x = self.run_plan(x, self.transformer.h, r, caches, states)  # the blocks, in plan order
-        x = self.transformer.ln_f(x)
+        x = self.transformer.ln_f(self.run_plan(x, self.transformer.h, r, caches, states))  # blocks in plan order
         if targets is None:  # inference: only the last position's logits are needed
             return self.lm_head(x[:, [-1], :]), None
         logits = self.lm_head(x)
         return logits, F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
 
     def flops_per_token(self, train: bool = True, r: int | None = None) -> float:
-        """Model FLOPs per token at context block_size: the blocks along the plan (Plan.flops) plus the
-        tied LM head (2*V*d forward, x3 to train). Embedding lookups, norms and activations are not
-        counted. Agrees with torch.utils.flop_counter.FlopCounterMode under the math SDPA kernel."""
-        c, h = self.config, self.transformer.h
-        stack = self.plan.flops(linear_weights(h[0]), c.n_embd, c.block_size, train, r, *self.extras.matmuls())
-        return stack + (6 if train else 2) * c.vocab_size * c.n_embd
+        """FLOPs per token at context block_size: the blocks along the plan and the tied LM head, not embeddings, norms
+        or activations; equal to FlopCounterMode's count under the math SDPA kernel."""
+        c = self.config
+        head = (6 if train else 2) * c.vocab_size * c.n_embd  # the tied LM head
+        return self.blocks_flops(self.transformer.h, c.block_size, train, r) + head
 
     def new_caches(self, r: int | None = None, kv_share: str = "none") -> list[KVCache]:
-        """One KV cache per application of plan.layers(r), for forward(caches=...). kv_share saves memory at
-        inference, unlike training: with 'first' ('last') only the unit's first (last) round stores keys and
-        values; the other rounds' applications attend to its past at the same place in the unit, plus their own
-        current key and value. Shared caches take one token per forward call."""
+        """One KV cache per application of plan.layers(r), for forward(caches=...). kv_share saves inference memory:
+        with 'first' ('last') only the unit's first (last) round stores keys and values, the other rounds attend to its
+        past at the same place in the unit plus their own current token. Shared caches take one token per call."""
         if kv_share not in ("none", "first", "last"):
             raise ValueError(f"kv_share='{kv_share}' is not one of none, first, last")
         caches, r = [KVCache() for _ in self.plan.layers(r)], self.plan.check_r(r)
@@ -534,17 +436,14 @@ class GPT(PlanModel):
         return caches
 
     def kv_cache_bytes_per_token(self, kv_share: str = "none", r: int | None = None) -> int:
-        """Bytes of keys and values stored per token of context and sequence, at the parameters' dtype."""
         stored = sum(c.owner is None for c in self.new_caches(r, kv_share))
         return stored * 2 * self.config.n_embd * self.lm_head.weight.element_size()
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
                  r: int | None = None, use_cache: bool = True, kv_share: str = "none"):
-        """Sample max_new_tokens tokens. With use_cache each application in the plan keeps its own KV cache
-        (or shares one, see new_caches); when the context fills, the cache is rebuilt from the last block_size
-        tokens, so with kv_share='none' the result equals recomputing from scratch (use_cache=False).
-        Shared caches read the prompt token by token: prompt and generated tokens follow the same rule."""
+        """Sample max_new_tokens tokens. The KV caches (see new_caches) are rebuilt from the last block_size tokens
+        when the context fills, so with kv_share='none' the result equals recomputing (use_cache=False)."""
         if kv_share != "none" and not use_cache:
             raise ValueError(f"kv_share='{kv_share}' shares KV caches, so it needs use_cache=True")
         caches = None
@@ -560,18 +459,12 @@ class GPT(PlanModel):
             if top_k is not None:
                 v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
                 logits[logits < v[:, [-1]]] = -float("inf")
-            if temperature == 0:
-                idx_next = logits.argmax(dim=-1, keepdim=True)
-            else:
-                idx_next = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)
+            idx_next = logits.argmax(-1, keepdim=True) if temperature == 0 else torch.multinomial(logits.softmax(-1), 1)
             idx = torch.cat((idx, idx_next), dim=1)
         return idx
 
 
-# -----------------------------------------------------------------------------
-# ViT: RINS's negative control (the SigLIP two-tower model, where RINS helps, is in siglip.py)
-
-
+# --- ViT: RINS's negative control (the SigLIP two-tower model, where RINS helps, is in siglip.py) --------------------
 @dataclass
 class ViTConfig(RecursionConfig):
     image_size: int = 28
@@ -584,13 +477,11 @@ class ViTConfig(RecursionConfig):
     bias: bool = False
     num_classes: int = 10  # head outputs: classes, or in SigLIP's image tower the embedding width
 
-
 def sincos_2d(h: int, w: int, dim: int) -> torch.Tensor:
     """Fixed 2-D sin-cos positions (simple_vit): dim/4 frequencies each for sin x, cos x, sin y, cos y."""
     omega = 1.0 / 10000 ** (torch.arange(dim // 4) / max(dim // 4 - 1, 1))
     y, x = (t.flatten()[:, None] * omega for t in torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij"))
     return torch.cat((x.sin(), x.cos(), y.sin(), y.cos()), dim=1)  # (h*w, dim)
-
 
 class ViT(PlanModel):
     """simple_vit along a plan: patch Linear + fixed 2-D sin-cos positions, non-causal blocks, norm, mean pool, head."""
@@ -606,7 +497,7 @@ class ViT(PlanModel):
         self.patch_embed = nn.Linear(c.channels * c.patch_size ** 2, c.n_embd, bias=c.bias)
         self.register_buffer("pos", sincos_2d(grid, grid, c.n_embd), persistent=False)  # not learned, not saved
         self.h = nn.ModuleList([Block(c.n_embd, c.n_head, c.dropout, c.bias, causal=False) for _ in range(c.n_layer)])
-        self.ln_f = LayerNorm(c.n_embd, c.bias)
+        self.ln_f = nn.LayerNorm(c.n_embd, bias=c.bias)
         self.head = nn.Linear(c.n_embd, c.num_classes, bias=c.bias)
         self._init_weights(c)
 
@@ -621,7 +512,6 @@ class ViT(PlanModel):
     def flops_per_token(self, train: bool = True, r: int | None = None) -> float:
         """Model FLOPs per *patch*: the plan's blocks at T = patches, the patch embedding (4 per weight to
         train: pixels need no gradient) and the head, run once per image, divided by the patches."""
-        c = self.config
-        stack = self.plan.flops(linear_weights(self.h[0]), c.n_embd, self.n_patches, train, r, *self.extras.matmuls())
+        stack = self.blocks_flops(self.h, self.n_patches, train, r)
         embed = (4 if train else 2) * linear_weights(self.patch_embed)
         return stack + embed + (6 if train else 2) * linear_weights(self.head) / self.n_patches

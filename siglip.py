@@ -83,7 +83,6 @@ class SigLIP(PlanModel):
         T = text_len, the text projection once per caption. Not counted: the n x n similarity (6*n*D per
         pair to train, < 0.5%)."""
         c, img, txt = self.config, self.image, self.text
-        text = txt.plan.flops(linear_weights(txt.transformer.h[0]), c.n_embd, c.text_len, train, self._r("text", r),
-                              *txt.extras.matmuls())
+        text = txt.blocks_flops(txt.transformer.h, c.text_len, train, self._r("text", r))
         pair = img.n_patches * img.flops_per_token(train, self._r("image", r)) + c.text_len * text
         return (pair + (6 if train else 2) * linear_weights(self.text_proj)) / (img.n_patches + c.text_len)

@@ -89,36 +89,32 @@ _config_keys = [k for k, v in globals().items() if not k.startswith("_") and isi
 overridden = configure(globals(), sys.argv[1:], "train.py", types={"compile": (bool, str)})
 config = {k: globals()[k] for k in _config_keys}
 
-
 def fail(msg: str):
     raise SystemExit(f"train.py: {msg}")
-
 
 # --- validation: every key's allowed values, checked before any data or device is touched ---
 CHECKS = {  # key: (">=", min) | ("[)", (lo, hi)): lo <= value < hi | ("in", choices) | ("re", (pattern, meaning))
     "out_dir": ("re", (r".+", "a non-empty path")), "eval_interval": (">=", 1), "log_interval": (">=", 1),
     "eval_iters": (">=", 1), "init_from": ("in", ("scratch", "resume")), "dry_run": ("in", (False, True)),
     "task": ("in", ("lm", "vit", "siglip")), "dataset": ("re", (r".+", "a dataset name such as english")),
-    "data_dir": ("re", (r".+", "a non-empty path")), "gradient_accumulation_steps": (">=", 1),
-    "batch_size": (">=", 1), "block_size": (">=", 1),
-    "n_layer": (">=", 1), "n_head": (">=", 1), "n_embd": (">=", 1), "dropout": ("[)", (0, 1)),
+    "data_dir": ("re", (r".+", "a non-empty path")), "gradient_accumulation_steps": (">=", 1), "batch_size": (">=", 1),
+    "block_size": (">=", 1), "n_layer": (">=", 1), "n_head": (">=", 1), "n_embd": (">=", 1), "dropout": ("[)", (0, 1)),
     "bias": ("in", (False, True)), "patch_size": (">=", 1),
     "signature": ("re", (r"\S+", "a signature such as AB, A^rB, (AB)^r")),  # model.py checks its grammar
     "r": (">=", 1), "degree": (">=", 1),
     "partition": ("re", (r"(\d+(:\d+)*)?", "colon-separated positive integers, one per letter (e.g. 1:2:1), or ''")),
-    "round_sampler": ("in", ("fixed", "binomial", "poisson")), "stochastic_p": ("[)", (0, 1)),
-    "bptt_rounds": (">=", 0), "injection": ("in", ("none", "add", "concat")), "state_init": ("in", ("input", "noise")),
+    "round_sampler": ("in", ("fixed", "binomial", "poisson")), "stochastic_p": ("[)", (0, 1)), "bptt_rounds": (">=", 0),
+    "injection": ("in", ("none", "add", "concat")), "state_init": ("in", ("input", "noise")),
     "adapter": ("in", ("none", "per_round", "per_count")), "adapter_rank": (">=", 0),
-    "rins_tower": ("in", ("image", "text", "both")), "eval_r": ("each >=", 1),
-    "learning_rate": (">=", 0), "min_lr": (">=", 0), "warmup_iters": (">=", 0), "max_iters": (">=", 1),
-    "flop_budget": (">=", 0), "weight_decay": (">=", 0), "beta1": ("[)", (0, 1)), "beta2": ("[)", (0, 1)),
-    "grad_clip": (">=", 0),
+    "rins_tower": ("in", ("image", "text", "both")), "eval_r": ("each >=", 1), "learning_rate": (">=", 0),
+    "min_lr": (">=", 0), "warmup_iters": (">=", 0), "max_iters": (">=", 1), "flop_budget": (">=", 0),
+    "weight_decay": (">=", 0), "beta1": ("[)", (0, 1)), "beta2": ("[)", (0, 1)), "grad_clip": (">=", 0),
     "device": ("re", (r"auto|cpu|mps|cuda(:\d+)?", "one of auto, cpu, cuda, cuda:N, mps")),
     "dtype": ("in", ("auto", "float32", "bfloat16", "float16")), "compile": ("in", ("auto", True, False)),
     "seed": (">=", 0),
 }
-problems = check(config, CHECKS, "train.py")  # then the one rule between keys:
-if flop_budget > 0 and "max_iters" in overridden:
+problems = check(config, CHECKS, "train.py")  # one line per key, in this (the defaults') order
+if flop_budget > 0 and "max_iters" in overridden:  # the one rule between keys
     problems.append(f"train.py: max_iters={max_iters} and flop_budget={flop_budget:g} both set the run length; "
                     "pass --flop_budget=0 to use max_iters")
 if problems:
@@ -133,14 +129,11 @@ if not {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mp
     fail(f"device='{device}' is not available on this machine; use --device=auto or --device=cpu")
 if ddp:
     init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
-    rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     if device.startswith("cuda"):
         device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
         torch.cuda.set_device(device)
-else:
-    rank, world_size = 0, 1
-master = rank == 0
-device_type = "cuda" if device.startswith("cuda") else device
+rank, world_size = (int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])) if ddp else (0, 1)
+master, device_type = rank == 0, "cuda" if device.startswith("cuda") else device
 if dtype == "auto":
     dtype = "bfloat16" if device_type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
 if compile == "auto":
@@ -157,7 +150,6 @@ peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in device_name), None) i
 # --- data: uint16 token ids (lm) or uint8 images and labels (vit, siglip) from prepare.py ---
 data_path = os.path.join(data_dir, dataset)
 
-
 def load_tokens(split: str) -> np.memmap:
     path = os.path.join(data_path, f"{split}.bin")
     if not os.path.isfile(path) or os.path.getsize(path) % 2:
@@ -169,11 +161,9 @@ def load_tokens(split: str) -> np.memmap:
         fail(f"{path} holds token id {int(data.max())} >= vocab_size {vocab_size}; re-run: python prepare.py {dataset}")
     return data
 
-
 def to_device(*tensors):
     pin = device_type == "cuda"  # pinned host memory lets the copy overlap compute
     return tuple((t.pin_memory() if pin else t).to(device, non_blocking=pin) for t in tensors)
-
 
 def get_batch(split: str, generator: torch.Generator):
     """A random batch: windows of text, or images with labels or captions. Every process draws the same global
@@ -186,7 +176,6 @@ def get_batch(split: str, generator: torch.Generator):
     x = torch.from_numpy(np.stack([data[i:i + block_size] for i in ix.tolist()]).astype(np.int64))
     y = torch.from_numpy(np.stack([data[i + 1:i + 1 + block_size] for i in ix.tolist()]).astype(np.int64))
     return to_device(x, y)
-
 
 try:
     with open(os.path.join(data_path, "meta.json")) as f:
@@ -231,11 +220,10 @@ model_args = {f.name: config[f.name] for f in fields(ModelConfig) if f.name in c
 ckpt_path = os.path.join(out_dir, "ckpt.pt")
 resume_keys = ("optimizer", "flops", "best_val_loss", "rng")
 ckpt = load_checkpoint(ckpt_path, need=resume_keys) if init_from == "resume" else None
-if ckpt is not None:
-    diff = [k for k in model_args if ckpt["model_args"].get(k) != model_args[k]]
-    if diff:
-        fail(f"checkpoint {ckpt_path} was trained with {diff[0]}={ckpt['model_args'].get(diff[0])!r}, "
-             f"but the config says {model_args[diff[0]]!r}; resume with the run's own config")
+diff = [k for k in model_args if ckpt["model_args"].get(k) != model_args[k]] if ckpt is not None else []
+if diff:
+    fail(f"checkpoint {ckpt_path} was trained with {diff[0]}={ckpt['model_args'].get(diff[0])!r}, "
+         f"but the config says {model_args[diff[0]]!r}; resume with the run's own config")
 try:
     model = Model(ModelConfig(**model_args))
 except ValueError as e:
@@ -243,8 +231,7 @@ except ValueError as e:
 if ckpt is not None:
     load_model_state(model, ckpt["model"], ckpt_path)
 model.to(device)
-plan = model.plan  # the execution plan: its r, its sampler and every depth it may run at
-sampled = plan.sampled  # a new r drawn for every optimizer step
+plan = model.plan  # the execution plan: its r, its sampler (plan.sampled: a new r every step) and its depths
 train_r = plan.r if plan.recursive else None  # stochastic runs are scored at their full r
 for extra_r in eval_r if train_r else []:
     try:
@@ -286,7 +273,6 @@ if compile:
 if ddp:
     model = DDP(model, device_ids=[int(os.environ["LOCAL_RANK"])] if device_type == "cuda" else None)
 
-
 # --- helpers ---
 def get_lr(it: int) -> float:
     """Linear warmup, then cosine decay reaching min_lr exactly at this run's own max_iters."""
@@ -295,30 +281,22 @@ def get_lr(it: int) -> float:
     progress = (it - warmup) / max(1, max_iters - warmup)
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0))) * (learning_rate - min_lr)
 
-
-def mean_over_ranks(values: list[float]) -> list[float]:
-    """Average per-rank numbers (each rank scores its own slice of a global batch)."""
+def mean_over_ranks(values: list[float]) -> list[float]:  # each rank scores its own slice of a global batch
     if not ddp:
         return values
     t = torch.tensor(values, dtype=torch.float64, device=device)
     torch.distributed.all_reduce(t)
     return (t / world_size).tolist()
 
-
-def gather_rng() -> list:
-    """Every rank's dropout/noise RNG state, so a resumed DDP run continues each one."""
-    state = torch.get_rng_state()
-    if not ddp:
-        return [state]
-    states = [None] * world_size
-    torch.distributed.all_gather_object(states, state)
+def gather_rng() -> list:  # every rank's dropout/noise RNG state, so a resumed DDP run continues each one
+    states = [torch.get_rng_state()] * world_size
+    if ddp:
+        torch.distributed.all_gather_object(states, states[0])
     return states
-
 
 @torch.no_grad()
 def estimate_val_loss(batches: list) -> tuple[dict, dict]:
-    """Mean loss over fixed batches at every depth in rs (under DDP: over all ranks' slices), and for image
-    tasks the accuracy at every depth (every rank scores the same images)."""
+    """Loss (averaged over the ranks' slices) and, for images, accuracy over fixed batches at every depth in rs."""
     raw_model.eval()
     losses, accs = {}, {}
     for r in rs:
@@ -330,7 +308,6 @@ def estimate_val_loss(batches: list) -> tuple[dict, dict]:
     raw_model.train()
     return dict(zip(losses, mean_over_ranks(list(losses.values())))), accs
 
-
 def git_commit() -> str | None:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
@@ -338,11 +315,9 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
 
-
 def last_good() -> str:
     return f"last good checkpoint: {ckpt_path} (iter {saved_iter})" if saved_iter is not None else (
         "no checkpoint was written")
-
 
 def save(rng: list):
     try:
@@ -354,11 +329,8 @@ def save(rng: list):
         fail(f"cannot write checkpoint {ckpt_path} ({e.strerror}); {last_good()} is intact; "
              "free space or fix out_dir, then resume")
 
-
-def by_r(name: str, values: dict) -> dict:
-    """A log entry at the trained depth, and for recursive models one at every scored depth."""
+def by_r(name: str, values: dict) -> dict:  # a log entry at the trained depth, and per scored depth if recursive
     return {name: values[train_r]} | ({f"{name}_r": {str(k): v for k, v in values.items()}} if train_r else {})
-
 
 # --- the run table and the log's start line ---
 n_params, n_extra = raw_model.get_num_params(), raw_model.get_num_extra_params()
@@ -377,25 +349,22 @@ if master:
             ("tokens to see", f"{max_iters * tokens_per_iter:,}"),
             ("FLOP budget", f"{flop_budget:.4g} -> planned {planned:.4g} ({100 * (planned / flop_budget - 1):+.2f}%)"
              if flop_budget else "none (max_iters)")]
+    if plan.sampled:
+        rows.append(("training rounds", ", ".join(f"P({k})={p:.3f}" for k, p in plan.round_probs.items() if p > 5e-4)))
     print("\n".join(f"{k:>20}: {v}" for k, v in rows))
-    if sampled:
-        print(f"{'training rounds':>20}: "
-              + ", ".join(f"P({k})={p:.3f}" for k, p in plan.round_probs.items() if p > 5e-4))
 if master and not dry_run:
+    versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}
+    start_line = {"event": "start", "config": config, "commit": git_commit(), "device": device_name,
+                  "versions": versions, "n_params": n_params, "n_extra_params": n_extra, "plan": plan_text,
+                  "flops_per_token": flops_per_token, "tokens_per_iter": tokens_per_iter, "max_iters": max_iters,
+                  "flop_budget": flop_budget or None, "resumed_from": iter_num if init_from == "resume" else None,
+                  "train_tokens": len(tokens["train"]) if task == "lm" else None}
     try:
         os.makedirs(out_dir, exist_ok=True)
-        with open(log_path, "a"):
-            pass
+        with open(log_path, "a") as f:
+            f.write(json.dumps(start_line) + "\n")
     except OSError as e:
         fail(f"cannot write to out_dir '{out_dir}' ({e.strerror}); choose a writable --out_dir")
-    versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}
-    with open(log_path, "a") as f:
-        f.write(json.dumps({"event": "start", "config": config, "commit": git_commit(), "device": device_name,
-                            "versions": versions, "n_params": n_params, "n_extra_params": n_extra, "plan": plan_text,
-                            "flops_per_token": flops_per_token, "tokens_per_iter": tokens_per_iter,
-                            "max_iters": max_iters, "flop_budget": flop_budget or None,
-                            "resumed_from": iter_num if init_from == "resume" else None,
-                            "train_tokens": len(tokens["train"]) if task == "lm" else None}) + "\n")
 if dry_run:  # every rank stops here, before anything is written
     sys.exit(0)
 
@@ -403,9 +372,8 @@ if dry_run:  # every rank stops here, before anything is written
 start = time.time()
 skip_eval = init_from == "resume"  # the checkpoint was written right after this iteration's eval
 saved_iter = iter_num if init_from == "resume" else None  # the iteration ckpt.pt holds
-loss_sum, loss_count, t_log, it_log = 0.0, 0, time.time(), iter_num
+loss_sum, loss_count, t_log, it_log, ms_per_iter = 0.0, 0, time.time(), iter_num, 0.0
 grad_norms = []  # pre-clip global gradient norms since the last eval: shared blocks sum their applications' gradients
-ms_per_iter = 0.0
 while True:
     lr = get_lr(iter_num)
     for group in optimizer.param_groups:
@@ -447,7 +415,7 @@ while True:
     skip_eval = False
     if last:
         break
-    step_r = plan.sample_r(r_gen) if sampled else None
+    step_r = plan.sample_r(r_gen) if plan.sampled else None
     for micro_step in range(gradient_accumulation_steps):
         x, y = get_batch("train", data_gen)
         if ddp:  # all-reduce gradients once, on the last micro-step
@@ -473,9 +441,8 @@ while True:
             torch.cuda.synchronize()
         dt = (time.time() - t_log) / (iter_num - it_log)
         ms_per_iter, t_log, it_log = 1000 * dt, time.time(), iter_num
-        achieved = flops_per_iter / dt
+        achieved, eta = flops_per_iter / dt, (max_iters - iter_num) * dt
         mfu = f", MFU {100 * achieved / world_size / peak:.1f}%" if peak else ""
-        eta = (max_iters - iter_num) * dt
         print(f"iter {iter_num}/{max_iters}: loss {loss.item():.4f}, {ms_per_iter:.0f} ms/iter, "
               f"{tokens_per_iter / dt:,.0f} tok/s, {achieved / 1e12:.3f} TFLOP/s{mfu}, "
               f"ETA {eta // 60:.0f}m{eta % 60:02.0f}s")
