@@ -53,8 +53,10 @@ for node in ast.parse(open(os.path.join(here, "train.py")).read()).body:
             defaults[node.targets[0].id] = ast.literal_eval(node.value)
         except ValueError:
             break  # train.py's defaults end at its first computed assignment
-defaults |= dict(vocab_size=50304, steps=5, warmup=2, repeats=5, timer="wall")  # train.py reads vocab_size from the data
-files = [a for a in sys.argv[1:] if not a.startswith("--")] or sorted(glob.glob(os.path.join(here, "config/*_small.py")))
+# train.py reads vocab_size from the data; bench.py has none, so it uses GPT-2's padded vocabulary
+defaults |= dict(vocab_size=50304, steps=5, warmup=2, repeats=5, timer="wall")
+files = [a for a in sys.argv[1:] if not a.startswith("--")]
+files = files or sorted(glob.glob(os.path.join(here, "config/*_small.py")))
 overrides = [a for a in sys.argv[1:] if a.startswith("--")]
 
 
@@ -73,7 +75,8 @@ for name, c in cfgs.items():
     if c.get("task", "lm") != "lm":
         sys.exit(f"bench.py: {name} has task={c['task']}; bench.py times language models (task='lm') only")
     if any(c[k] != cfgs[base][k] for k in SHAPE):
-        sys.exit(f"bench.py: {name} is shaped unlike {base} ({', '.join(f'{k}={c[k]}' for k in SHAPE)}); compare one shape")
+        shape = ", ".join(f"{k}={c[k]}" for k in SHAPE)
+        sys.exit(f"bench.py: {name} is shaped unlike {base} ({shape}); compare one shape")
 
 device, dtype, seed = run["device"], run["dtype"], run["seed"]
 if device == "auto":
@@ -170,25 +173,32 @@ for v in variants:
 cpu = re.search(r"model name\s*: (.*)", open("/proc/cpuinfo").read()) if os.path.exists("/proc/cpuinfo") else None
 device_name = torch.cuda.get_device_name(device) if device_type == "cuda" else \
     f"{cpu.group(1) if cpu else platform.processor()}, {os.cpu_count()} cores"
-commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, cwd=here).stdout.strip()
+commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
+                        cwd=here).stdout.strip()
 load_text = f", load average {load_avg[0]:.1f} -> {os.getloadavg()[0]:.1f}" if load_avg else ""
 c = cfgs[base]
-print(f"# python bench.py {' '.join(sys.argv[1:])}\n# {datetime.now().isoformat(timespec='seconds')}, commit {commit or '?'}, "
+print(f"# python bench.py {' '.join(sys.argv[1:])}\n"
+      f"# {datetime.now().isoformat(timespec='seconds')}, commit {commit or '?'}, "
       f"torch {torch.__version__}, python {platform.python_version()}\n# device {device}: {device_name}, {dtype}, "
       f"{torch.get_num_threads()} threads, compile={run['compile']}, timer={run['timer']}{load_text}\n"
-      f"# shape: n_layer={c['n_layer']} n_head={c['n_head']} n_embd={c['n_embd']} block_size={T} vocab_size={V} batch_size={B} "
-      f"({B * T:,} tokens/iter); {run['repeats']} rounds x {run['steps']} steps after {run['warmup']} warm-up steps")
-cols = f"{'variant':<26}{'apps':>5}{'ms/iter':>9}{'+-%':>5}{'tok/s':>8}{'MFLOP/tok':>10}{'time x':>7}{'+-':>6}{'FLOP x':>7}" \
-       f"{'time/FLOP':>10}{'GFLOP/s':>8}{'peak MB':>8}" + (f"{'new graphs':>11}" if run["compile"] else "")
+      f"# shape: n_layer={c['n_layer']} n_head={c['n_head']} n_embd={c['n_embd']} block_size={T} vocab_size={V} "
+      f"batch_size={B} ({B * T:,} tokens/iter); "
+      f"{run['repeats']} rounds x {run['steps']} steps after {run['warmup']} warm-up steps")
+cols = (f"{'variant':<26}{'apps':>5}{'ms/iter':>9}{'+-%':>5}{'tok/s':>8}{'MFLOP/tok':>10}{'time x':>7}{'+-':>6}"
+        f"{'FLOP x':>7}{'time/FLOP':>10}{'GFLOP/s':>8}{'peak MB':>8}"
+        + (f"{'new graphs':>11}" if run["compile"] else ""))
 print(cols + "\n" + "-" * len(cols))
 for v in variants:
-    (t, dt), (ratio, dratio) = median_spread(v.times), median_spread([t / tb for t, tb in zip(v.times, variants[0].times)])
+    t, dt = median_spread(v.times)
+    ratio, dratio = median_spread([t / tb for t, tb in zip(v.times, variants[0].times)])
     flop_ratio = v.flops / variants[0].flops
-    print(f"{v.name:<26}{v.apps:>5.3g}{1000 * t:>9.1f}{100 * dt / t:>5.1f}{B * T / t:>8,.0f}{v.flops / 1e6:>10.2f}{ratio:>7.3f}"
-          f"{dratio:>6.3f}{flop_ratio:>7.3f}{ratio / flop_ratio:>10.3f}{v.flops * B * T / t / 1e9:>8.1f}{v.peak_mb:>8.0f}"
+    print(f"{v.name:<26}{v.apps:>5.3g}{1000 * t:>9.1f}{100 * dt / t:>5.1f}{B * T / t:>8,.0f}{v.flops / 1e6:>10.2f}"
+          f"{ratio:>7.3f}{dratio:>6.3f}{flop_ratio:>7.3f}{ratio / flop_ratio:>10.3f}"
+          f"{v.flops * B * T / t / 1e9:>8.1f}{v.peak_mb:>8.0f}"
           + (f"{v.new_graphs:>11}" if run["compile"] else ""))
 for v in variants:
     if v.seq[0] is not None:
         expected = v.model.flops_per_token(train=True)
-        print(f"{v.name}: timed rounds {v.seq}: {v.flops / 1e6:.2f} MFLOP/token realised, {expected / 1e6:.2f} expected "
+        print(f"{v.name}: timed rounds {v.seq}: {v.flops / 1e6:.2f} MFLOP/token realised, "
+              f"{expected / 1e6:.2f} expected "
               f"({100 * (v.flops / expected - 1):+.1f}%)")
