@@ -21,6 +21,7 @@ from conftest import (HERE, batch, caption_batch, exec_config, image_batch, read
 from model import GPT, GPTConfig, parse_signature
 from vision import CAPTION_LEN
 
+# Every variant the paper compares, as config fields (the config/*_small.py files are checked separately).
 VARIANTS = {
     "baseline": dict(signature="AB"),
     "rins_r2": dict(signature="A^rB", r=2),
@@ -38,6 +39,7 @@ VARIANTS = {
     "per_count": dict(signature="A^rB", r=3, adapter="per_count"),
 }
 
+# the ViT is RINS's negative control: the same invariants must hold there
 VIT_VARIANTS = {
     "baseline": dict(signature="AB"),
     "rins_r2": dict(signature="A^rB", r=2),
