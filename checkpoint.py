@@ -34,7 +34,8 @@ def load_checkpoint(path: str, need: tuple[str, ...] = ()) -> dict:
     """Read a checkpoint or stop with one line saying what is wrong with the file. Every checkpoint
     has model, model_args and iter_num; `need` names further keys (a resume needs the optimizer and RNGs)."""
     if not os.path.isfile(path):
-        raise SystemExit(f"checkpoint '{path}' does not exist; train first (python train.py config/...) or pass --out_dir of a finished run")
+        raise SystemExit(f"checkpoint '{path}' does not exist; train first (python train.py config/...) "
+                         "or pass --out_dir of a finished run")
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a cut-off one has no central directory
         raise SystemExit(f"checkpoint '{path}' is truncated or corrupt (not a complete torch zip archive); "
                          "delete it and resume from an older copy, or train again")
@@ -45,7 +46,8 @@ def load_checkpoint(path: str, need: tuple[str, ...] = ()) -> dict:
                          "it is corrupt or not a nanoRINS checkpoint")
     missing = {"model", "model_args", "iter_num", *need} - set(ckpt) if isinstance(ckpt, dict) else {"model"}
     if missing:
-        raise SystemExit(f"checkpoint '{path}' lacks {', '.join(sorted(missing))}; it is not a complete nanoRINS checkpoint")
+        raise SystemExit(f"checkpoint '{path}' lacks {', '.join(sorted(missing))}; "
+                         "it is not a complete nanoRINS checkpoint")
     return ckpt
 
 
@@ -56,7 +58,8 @@ def load_model_state(model: torch.nn.Module, state: dict, path: str) -> None:
     if extra or missing:
         raise SystemExit(f"checkpoint '{path}' does not fit this model: "
                          + (f"unexpected tensor {extra[0]}" if extra else f"missing tensor {missing[0]}")
-                         + f" ({len(extra)} unexpected, {len(missing)} missing); build the model from the checkpoint's model_args")
+                         + f" ({len(extra)} unexpected, {len(missing)} missing); "
+                         "build the model from the checkpoint's model_args")
     for k, v in state.items():
         if v.shape != own[k].shape:
             raise SystemExit(f"checkpoint '{path}' does not fit this model: {k} has shape {tuple(v.shape)}, "

@@ -44,17 +44,19 @@ import sys
 import numpy as np
 from scipy import optimize, stats
 import matplotlib
-matplotlib.use('Agg')
+matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib import ticker
 
 from sweep import fmt_budget, read_log, sweep
 
 # logged final metrics, in display order; *_acc are higher-is-better, and each may have a per-r_eval dict '<name>_r'
-METRICS = {'val_loss': 'val loss', 'val_acc': 'val accuracy', 'zeroshot_acc': '0-shot accuracy'}
+METRICS = {"val_loss": "val loss", "val_acc": "val accuracy", "zeroshot_acc": "0-shot accuracy"}
 
 # -----------------------------------------------------------------------------
-# scaling-law fit (PAPER.md section 7)
+# scaling-law fit: f(x) = beta*x^(-c) + eps
+
+MIN_FIT_BUDGETS = 5  # three parameters: with fewer budgets c and eps trade off freely
 
 def _fit(lx, lf):
     """Least-squares (log beta, c, eps) of log f = log(beta*exp(-c*lx) + eps), with lx = log(x/x0)."""
@@ -100,11 +102,11 @@ def fit_power_law(x, f, n_boot=0, seed=0, x0=None):
         boots = np.array([_fit(lx, model + rng.choice(r, len(r))) for _ in range(n_boot)])
         boots[:, 0] = np.exp(boots[:, 0])
         lo, hi = np.percentile(boots, [2.5, 97.5], axis=0)
-        res.update({k + '_ci': (float(l), float(h)) for k, l, h in zip(('beta', 'c', 'eps'), lo, hi)})
+        res.update({k + "_ci": (float(a), float(b)) for k, a, b in zip(("beta", "c", "eps"), lo, hi)})
     return res
 
 def power_law(fit, x):
-    return fit['beta'] * (np.asarray(x, float) / fit['x0']) ** -fit['c'] + fit['eps']
+    return fit["beta"] * (np.asarray(x, float) / fit["x0"]) ** -fit["c"] + fit["eps"]
 
 # -----------------------------------------------------------------------------
 # runs, learning-rate recipes and paired statistics
@@ -114,22 +116,22 @@ def load_runs(dirs, labels):
     runs = []
     for d in sorted(dirs):
         log = read_log(d)
-        if not log['evals']:
+        if not log["evals"]:
             continue
-        start = log['start'] or {}
-        cfg = start.get('config', {})
+        start = log["start"] or {}
+        cfg = start.get("config", {})
         stem = os.path.basename(os.path.dirname(os.path.abspath(d)))
-        runs.append(dict(dir=d, label=labels.get(stem, stem), cfg=cfg, evals=log['evals'], final=log['done'],
-                         budget=start.get('flop_budget') or cfg.get('flop_budget') or None, seed=cfg.get('seed'),
-                         lr=cfg.get('learning_rate'), n_params=start.get('n_params'),
-                         train_tokens=start.get('train_tokens')))
+        runs.append(dict(dir=d, label=labels.get(stem, stem), cfg=cfg, evals=log["evals"], final=log["done"],
+                         budget=start.get("flop_budget") or cfg.get("flop_budget") or None, seed=cfg.get("seed"),
+                         lr=cfg.get("learning_rate"), n_params=start.get("n_params"),
+                         train_tokens=start.get("train_tokens")))
     return runs
 
 def is_baseline(cfg):
     """r = 1 with a plain signature (no letter repeated, degree 1, no adapter): the unrecursed stack."""
-    sig = cfg.get('signature') or 'AB'
-    return (cfg.get('r', 1) == 1 and sig.isalpha() and len(set(sig)) == len(sig)
-            and cfg.get('degree', 1) == 1 and cfg.get('adapter') in (None, '', 'none'))
+    sig = cfg.get("signature") or "AB"
+    return (cfg.get("r", 1) == 1 and sig.isalpha() and len(set(sig)) == len(sig)
+            and cfg.get("degree", 1) == 1 and cfg.get("adapter") in (None, "", "none"))
 
 def mean_ci(v):
     """Mean and 95% t-interval half-width (nan for one value)."""
@@ -139,36 +141,36 @@ def mean_ci(v):
 
 def loss_key(done):
     """The split reports use: the held-out test split when every finished run logged it, else val."""
-    return 'test_loss' if done and all('test_loss' in r['final'] for r in done) else 'val_loss'
+    return "test_loss" if done and all("test_loss" in r["final"] for r in done) else "val_loss"
 
 def by_config(runs):
     """{(label, budget, lr): [runs over seeds]} in that order."""
     g = collections.defaultdict(list)
     for r in runs:
-        g[r['label'], r['budget'], r['lr']].append(r)
+        g[r["label"], r["budget"], r["lr"]].append(r)
     return dict(sorted(g.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0, kv[0][2] or 0)))
 
 def best_lrs(done):
     """{(label, budget): (best lr by mean final val_loss over seeds, {lr: that mean})}, lrs ascending."""
     tried = collections.defaultdict(dict)
     for (label, budget, lr), rs in by_config(done).items():
-        tried[label, budget][lr] = float(np.mean([r['final']['val_loss'] for r in rs]))
+        tried[label, budget][lr] = float(np.mean([r["final"]["val_loss"] for r in rs]))
     return {k: (min(v, key=v.get), v) for k, v in tried.items()}
 
 def lr_edge(lr, lrs):
     """'' when lr lies inside the grid lrs, else why it does not."""
     lrs = sorted(lrs, key=lambda x: x or 0)
     if len(lrs) == 1:
-        return 'one lr tried'
-    return ('edge: best lr is the largest tried' if lr == lrs[-1] else
-            'edge: best lr is the smallest tried' if lr == lrs[0] else '')
+        return "one lr tried"
+    return ("edge: best lr is the largest tried" if lr == lrs[-1] else
+            "edge: best lr is the smallest tried" if lr == lrs[0] else "")
 
 def recipe(done, baseline, kind):
     """{(label, budget): (lr, [runs])}, lr picked on val. 'shared': every variant at the baseline's best lr at
     that budget (the paper's protocol; a variant without a run at that lr is left out); 'own': each at its own."""
     best, g, sel = best_lrs(done), by_config(done), {}
     for (label, budget), (lr, _) in best.items():
-        if kind == 'shared':
+        if kind == "shared":
             if (baseline, budget) not in best:
                 continue
             lr = best[baseline, budget][0]
@@ -180,8 +182,8 @@ def paired_diff(runs, base, key):
     """Variant minus baseline in final[key], paired by seed (same seed: same init and data order).
     Returns dict(n, mean, lo, hi, p, diffs): lo, hi the 95% t-interval of the mean (nan for n < 2),
     p Welch's test between the paired seeds' two sets of losses (a secondary check)."""
-    a = {r['seed']: r['final'][key] for r in runs if key in r['final']}
-    b = {r['seed']: r['final'][key] for r in base if key in r['final']}
+    a = {r["seed"]: r["final"][key] for r in runs if key in r["final"]}
+    b = {r["seed"]: r["final"][key] for r in base if key in r["final"]}
     seeds = sorted(set(a) & set(b), key=str)
     d = np.array([a[s] - b[s] for s in seeds])
     if not seeds:
@@ -193,9 +195,9 @@ def paired_diff(runs, base, key):
     return dict(n=len(seeds), mean=float(mu), lo=float(mu - h), hi=float(mu + h), p=float(p), diffs=d)
 
 def fmt_diff(d):
-    if d['n'] == 0:
-        return 'no paired seeds'
-    if d['n'] == 1:
+    if d["n"] == 0:
+        return "no paired seeds"
+    if d["n"] == 1:
         return f"{d['mean']:+.4f} (one seed: no interval)"
     return f"{d['mean']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}]"
 
@@ -225,87 +227,87 @@ def crossing(budgets, mean, lo, hi):
         else:  # on one side everywhere: it crosses before the first budget if that is the side the mean ends on
             ends.append(0.0 if np.sign(curve[0]) == np.sign(mean[-1]) else np.inf)
     ends.sort()
-    way = 'gets ahead' if mean[-1] < 0 else 'falls behind'
-    show = lambda v: ('?' if np.isnan(v) else f"< {fmt_budget(budgets[0])}" if v == 0 else
+    way = "gets ahead" if mean[-1] < 0 else "falls behind"
+    show = lambda v: ("?" if np.isnan(v) else f"< {fmt_budget(budgets[0])}" if v == 0 else
                       f"> {top}" if np.isinf(v) else fmt_budget(float(f"{v:.3g}")))
     text = f"{way} at {fmt_budget(float(f'{10 ** x:.3g}'))} FLOPs [95%: {show(ends[0])}, {show(ends[1])}]"
-    text += f" ({len(at)} crossings, the last shown)" if len(at) > 1 else ''
+    text += f" ({len(at)} crossings, the last shown)" if len(at) > 1 else ""
     return dict(at=10 ** x, lo=ends[0], hi=ends[1], text=text)
 
 def regime(runs):
     """(tokens per non-embedding parameter, epochs of the training split), means over runs; nan if not logged."""
-    per = lambda key: (np.mean([r['final']['tokens'] / r[key] for r in runs])
+    per = lambda key: (np.mean([r["final"]["tokens"] / r[key] for r in runs])
                        if runs and all(r[key] for r in runs) else np.nan)
-    return per('n_params'), per('train_tokens')
+    return per("n_params"), per("train_tokens")
 
 def fmt_regime(reg):
-    return ['-' if np.isnan(v) else f"{v:.0f}" if v >= 100 else f"{v:.3g}" for v in reg]
+    return ["-" if np.isnan(v) else f"{v:.0f}" if v >= 100 else f"{v:.3g}" for v in reg]
 
 def over_run(run, name):
     """Mean of a per-interval eval field (clip_frac, grad_norm) over the run, weighted by interval; nan if absent."""
-    its = sorted(i for i, e in run['evals'].items() if e.get(name) is not None)
+    its = sorted(i for i, e in run["evals"].items() if e.get(name) is not None)
     w = np.diff([0] + its)
-    return float(np.average([run['evals'][i][name] for i in its], weights=w)) if w.sum() else np.nan
+    return float(np.average([run["evals"][i][name] for i in its], weights=w)) if w.sum() else np.nan
 
 def rises_at_end(run, frac=0.2, noise=0.005):
     """Whether val loss rose by more than noise (relative) above its running minimum over the last frac of the
     run, counted from the eval before that stretch: a run that is overfitting or unstable at its end."""
-    its = sorted(i for i, e in run['evals'].items() if 'val_loss' in e)
+    its = sorted(i for i, e in run["evals"].items() if "val_loss" in e)
     cut = frac and (1 - frac) * its[-1]
     pts = [i for i in its if i < cut][-1:] + [i for i in its if i >= cut]
-    v = np.array([run['evals'][i]['val_loss'] for i in pts])
+    v = np.array([run["evals"][i]["val_loss"] for i in pts])
     return bool(np.any(v[1:] > np.minimum.accumulate(v)[:-1] * (1 + noise)))
 
-def verdict(runs, variant, baseline, kind='shared'):
+def verdict(runs, variant, baseline, kind="shared"):
     """'better', 'worse' or 'inconclusive (why)' for variant vs baseline under a recipe (see recipe()).
     Rules: every run of both is done, and those used are within 1% of their FLOP budget; every best lr lies
     inside its grid (one lr tried is not a grid); no run's val loss rises over its last 20% (0.5% noise
     allowed); >= 3 paired seeds at the key budget (the largest) and a 95% interval that excludes 0; a change
     of sign across budgets holds at >= 2 adjacent ones.
     Returns dict(text, budget, diff, regime) with regime = (tokens per parameter, epochs) at the key budget."""
-    done = [r for r in runs if r['final']]
+    done = [r for r in runs if r["final"]]
     key, best, sel = loss_key(done), best_lrs(done), recipe(done, baseline, kind)
     diffs = {b: paired_diff(sel[variant, b][1], sel[baseline, b][1], key)
              for (label, b) in sel if label == variant and (baseline, b) in sel}
-    budgets = sorted((b for b in diffs if diffs[b]['n']), key=lambda b: b or 0)
-    n_open = sum(not r['final'] for r in runs if r['label'] in (variant, baseline))
+    budgets = sorted((b for b in diffs if diffs[b]["n"]), key=lambda b: b or 0)
+    n_open = sum(not r["final"] for r in runs if r["label"] in (variant, baseline))
     why = [f"{n_open} run(s) unfinished"] * bool(n_open)
     if not budgets:
         why.append(f"no seed run by both at the {kind} recipe's lr")
         return dict(text=f"inconclusive ({'; '.join(why)})", budget=None, diff=None, regime=(np.nan, np.nan))
-    used = [r for r in done if r['label'] in (variant, baseline) and r['budget'] in budgets
-            and r['lr'] == sel[r['label'], r['budget']][0]]
-    n_off = sum(bool(r['budget'] and abs(r['final']['flops'] / r['budget'] - 1) > 0.01) for r in used)
+    used = [r for r in done if r["label"] in (variant, baseline) and r["budget"] in budgets
+            and r["lr"] == sel[r["label"], r["budget"]][0]]
+    n_off = sum(bool(r["budget"] and abs(r["final"]["flops"] / r["budget"] - 1) > 0.01) for r in used)
     why += [f"{n_off} run(s) off budget by > 1%"] * bool(n_off)
-    for label in (variant, baseline) if kind == 'own' else (baseline,):
+    for label in (variant, baseline) if kind == "own" else (baseline,):
         edges = collections.defaultdict(list)
         for b in budgets:
-            edges[lr_edge(*best[label, b])].append(fmt_budget(b) if b else '-')
+            edges[lr_edge(*best[label, b])].append(fmt_budget(b) if b else "-")
         why += [f"{label}: {e} at {', '.join(bs)}" for e, bs in edges.items() if e]
     n_rising = sum(rises_at_end(r) for r in used)
     why += [f"val loss rises over the last 20% of {n_rising} run(s)"] * bool(n_rising)
     kb = budgets[-1]  # the largest: a recursive model's token deficit shrinks as training lengthens, if at all
-    d, at = diffs[kb], fmt_budget(kb) if kb else 'the key budget'
-    if d['n'] < 3:
+    d, at = diffs[kb], fmt_budget(kb) if kb else "the key budget"
+    if d["n"] < 3:
         why.append(f"{d['n']} paired seed(s) at {at}, need >= 3")
-    elif d['lo'] <= 0 <= d['hi']:
+    elif d["lo"] <= 0 <= d["hi"]:
         why.append(f"the 95% interval at {at} contains 0")
-    signs = [np.sign(diffs[b]['mean']) for b in budgets]
+    signs = [np.sign(diffs[b]["mean"]) for b in budgets]
     if len(set(signs)) > 1 and signs[-2] != signs[-1]:
         why.append(f"the sign flips at {at} alone; a flip must hold at >= 2 adjacent budgets")
-    text = f"inconclusive ({'; '.join(why)})" if why else 'better' if d['mean'] < 0 else 'worse'
+    text = f"inconclusive ({'; '.join(why)})" if why else "better" if d["mean"] < 0 else "worse"
     return dict(text=text, budget=kb, diff=d, regime=regime(sel[variant, kb][1]))
 
 # -----------------------------------------------------------------------------
 # plots: one colour family per variant family, the same style for a variant in every figure
 
-FAMILY_CMAP = dict(baseline='Greys', rins='Blues', rao='Reds', sharing='Greens', latent='Purples', other='Oranges')
+FAMILY_CMAP = dict(baseline="Greys", rins="Blues", rao="Reds", sharing="Greens", latent="Purples", other="Oranges")
 
 def expand(sig, r):
     """Signature shorthand to letters: A^rB at r=2 -> AAB, (AB)^2 -> ABAB."""
-    s = sig.replace(' ', '').replace('^r', f'^{r}')
+    s = sig.replace(" ", "").replace("^r", f"^{r}")
     while True:
-        t = re.sub(r'\(([A-Z]+)\)\^(\d+)|([A-Z])\^(\d+)', lambda m: (m[1] or m[3]) * int(m[2] or m[4]), s)
+        t = re.sub(r"\(([A-Z]+)\)\^(\d+)|([A-Z])\^(\d+)", lambda m: (m[1] or m[3]) * int(m[2] or m[4]), s)
         if t == s:
             return t
         s = t
@@ -313,59 +315,59 @@ def expand(sig, r):
 def family(cfg):
     """baseline, rins (A^rB), rao ((AB)^r), sharing (blockwise, reverse, AB^r), latent (AB^rC, injection,
     noise state) or other."""
-    sig = cfg.get('signature') or 'AB'
-    if cfg.get('injection', 'none') != 'none' or cfg.get('state_init', 'input') == 'noise':
-        return 'latent'
-    if sig in ('blockwise', 'reverse'):
-        return 'sharing'
+    sig = cfg.get("signature") or "AB"
+    if cfg.get("injection", "none") != "none" or cfg.get("state_init", "input") == "noise":
+        return "latent"
+    if sig in ("blockwise", "reverse"):
+        return "sharing"
     if is_baseline(cfg):
-        return 'baseline'
-    letters = expand(sig, cfg.get('r', 1)) if cfg.get('degree', 1) == 1 else ''
-    patterns = dict(rins='A+B', rao='(AB)+', sharing='AB+', latent='AB+C')
-    return next((name for name, p in patterns.items() if re.fullmatch(p, letters)), 'other')
+        return "baseline"
+    letters = expand(sig, cfg.get("r", 1)) if cfg.get("degree", 1) == 1 else ""
+    patterns = dict(rins="A+B", rao="(AB)+", sharing="AB+", latent="AB+C")
+    return next((name for name, p in patterns.items() if re.fullmatch(p, letters)), "other")
 
 def styles(runs):
     """{label: dict(color, marker, hollow, ls)}. Colour: the family's colour map (baseline black), darker for
     larger r; stochastic rounds: hollow markers, dashed lines; adapters: triangles."""
     cfgs = {}
     for r in runs:
-        cfgs.setdefault(r['label'], r['cfg'])
-    stochastic = lambda c: c.get('round_sampler', 'fixed') != 'fixed'
-    adapter = lambda c: c.get('adapter') not in (None, '', 'none')
+        cfgs.setdefault(r["label"], r["cfg"])
+    stochastic = lambda c: c.get("round_sampler", "fixed") != "fixed"
+    adapter = lambda c: c.get("adapter") not in (None, "", "none")
     fams = collections.defaultdict(list)
     for label, cfg in cfgs.items():
         fams[family(cfg)].append(label)
     out = {}
     for fam, labels in fams.items():
-        labels.sort(key=lambda l: (cfgs[l].get('r', 1), stochastic(cfgs[l]), adapter(cfgs[l]), l))
+        labels.sort(key=lambda v: (cfgs[v].get("r", 1), stochastic(cfgs[v]), adapter(cfgs[v]), v))
         shades = [0.75] if len(labels) == 1 else np.linspace(0.45, 0.95, len(labels))
-        if fam == 'baseline':  # the first baseline black, any others grey
+        if fam == "baseline":  # the first baseline black, any others grey
             shades = np.linspace(1.0, 0.5, len(labels))
         for label, shade in zip(labels, shades):
             c = cfgs[label]
-            out[label] = dict(color=plt.get_cmap(FAMILY_CMAP[fam])(shade), marker='^' if adapter(c) else 'o',
-                              hollow=stochastic(c), ls='--' if stochastic(c) else '-')
+            out[label] = dict(color=plt.get_cmap(FAMILY_CMAP[fam])(shade), marker="^" if adapter(c) else "o",
+                              hollow=stochastic(c), ls="--" if stochastic(c) else "-")
     return out
 
 def marker_kw(st):
-    return dict(color=st['color'], marker=st['marker'], mfc='none' if st['hollow'] else st['color'])
+    return dict(color=st["color"], marker=st["marker"], mfc="none" if st["hollow"] else st["color"])
 
 def figure(n_rows, n_cols, w=6, h=4.5):
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(w * n_cols, h * n_rows), squeeze=False, layout='constrained')
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(w * n_cols, h * n_rows), squeeze=False, layout="constrained")
     return fig, axes
 
 def legend(fig, handles_labels):
     """One legend under the panels, where it covers no data."""
     if handles_labels:
-        h, l = zip(*handles_labels)
-        entry = 0.7 + 0.075 * max(map(len, l))  # inches: marker, then the label in small type
-        ncols = max(1, min(len(l), int(fig.get_figwidth() / entry)))
-        fig.legend(h, l, loc='outside lower center', ncols=ncols, fontsize='small')
+        handles, labels = zip(*handles_labels)
+        entry = 0.7 + 0.075 * max(map(len, labels))  # inches: marker, then the label in small type
+        ncols = max(1, min(len(labels), int(fig.get_figwidth() / entry)))
+        fig.legend(handles, labels, loc="outside lower center", ncols=ncols, fontsize="small")
 
 def save(fig, path):
     for ax in fig.axes:  # log axes: label 1-2-5 ticks, no minor labels (they collide on spans of 1-2 decades)
         for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
-            if scale == 'log':
+            if scale == "log":
                 axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
                 axis.set_minor_formatter(ticker.NullFormatter())
     fig.savefig(path, dpi=120)
@@ -373,11 +375,11 @@ def save(fig, path):
     print(f"wrote {path}")
 
 def handle(st, label):
-    return plt.Line2D([], [], ls=st['ls'], **marker_kw(st)), label
+    return plt.Line2D([], [], ls=st["ls"], **marker_kw(st)), label
 
 def setting(runs):
     """'corpus, L layers x d wide' of the runs, for titles."""
-    pick = lambda k: ', '.join(sorted({str(r['cfg'].get(k, '?')) for r in runs}))
+    pick = lambda k: ", ".join(sorted({str(r["cfg"].get(k, "?")) for r in runs}))
     return f"{pick('dataset')}, {pick('n_layer')} layers × {pick('n_embd')} wide"
 
 def plot_curves(runs, metrics, xkey, style, title, path):
@@ -385,30 +387,30 @@ def plot_curves(runs, metrics, xkey, style, title, path):
     for ax, m in zip(axes[0], metrics):
         for (label, _), rs in sorted(groups(runs).items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
             # seeds share eval iters; an unfinished seed just stops contributing
-            iters = sorted({i for r in rs for i, e in r['evals'].items() if m in e and i > 0})  # log x: no iter 0
-            pts = [[r['evals'][i] for r in rs if m in r['evals'].get(i, {})] for i in iters]
+            iters = sorted({i for r in rs for i, e in r["evals"].items() if m in e and i > 0})  # log x: no iter 0
+            pts = [[r["evals"][i] for r in rs if m in r["evals"].get(i, {})] for i in iters]
             if not pts:
                 continue
             x, y = [np.mean([e[xkey] for e in p]) for p in pts], [[e[m] for e in p] for p in pts]
             st = style[label]
-            ax.plot(x, [np.mean(v) for v in y], color=st['color'], ls=st['ls'])
-            ax.plot(x[-1:], [np.mean(y[-1])], ls='none', **marker_kw(st))  # the run's end, in the variant's marker
-            ax.fill_between(x, [min(v) for v in y], [max(v) for v in y], color=st['color'], alpha=0.15)
-        ax.set(xscale='log', xlabel='training FLOPs' if xkey == 'flops' else 'tokens', ylabel=METRICS[m], title=title)
-    legend(fig, [handle(style[l], l) for l in sorted({r['label'] for r in runs})])
+            ax.plot(x, [np.mean(v) for v in y], color=st["color"], ls=st["ls"])
+            ax.plot(x[-1:], [np.mean(y[-1])], ls="none", **marker_kw(st))  # the run's end, in the variant's marker
+            ax.fill_between(x, [min(v) for v in y], [max(v) for v in y], color=st["color"], alpha=0.15)
+        ax.set(xscale="log", xlabel="training FLOPs" if xkey == "flops" else "tokens", ylabel=METRICS[m], title=title)
+    legend(fig, [handle(style[v], v) for v in sorted({r["label"] for r in runs})])
     save(fig, path)
 
 def groups(runs):
     """{(label, budget): [runs]}."""
     g = collections.defaultdict(list)
     for r in runs:
-        g[r['label'], r['budget']].append(r)
+        g[r["label"], r["budget"]].append(r)
     return g
 
 def plot_delta(sels, baseline, key, style, tuned, path):
     """Sorted dot plot of the paired difference vs baseline, best on top: a panel per budget, a row per recipe."""
     budgets = sorted({b for sel in sels.values() for (_, b) in sel}, key=lambda b: b or 0)
-    n_var = len({l for sel in sels.values() for (l, _) in sel})
+    n_var = len({v for sel in sels.values() for (v, _) in sel})
     fig, axes = figure(len(sels), len(budgets), w=4.8, h=1.8 + 0.35 * n_var)
     for row, (kind, sel) in zip(axes, sels.items()):
         for ax, b in zip(row, budgets):
@@ -416,30 +418,30 @@ def plot_delta(sels, baseline, key, style, tuned, path):
             for (label, bb), (lr, rs) in sel.items():
                 if bb == b and label != baseline and (baseline, b) in sel:
                     d = paired_diff(rs, sel[baseline, b][1], key)
-                    items += [(d['mean'], label, lr, d)] if d['n'] else []
+                    items += [(d["mean"], label, lr, d)] if d["n"] else []
             items.sort(key=lambda t: t[:2])
             for y, (mu, label, lr, d) in enumerate(items):
                 st = style[label]
-                ax.plot(d['diffs'], [y] * d['n'], ls='none', marker='|', color=st['color'], alpha=0.6)  # seeds
-                err = None if d['n'] < 2 else [[mu - d['lo']], [d['hi'] - mu]]
+                ax.plot(d["diffs"], [y] * d["n"], ls="none", marker="|", color=st["color"], alpha=0.6)  # seeds
+                err = None if d["n"] < 2 else [[mu - d["lo"]], [d["hi"] - mu]]
                 ax.errorbar(mu, y, xerr=err, capsize=3, ms=7, **marker_kw(st))
-            ax.axvline(0, color='black', lw=0.8)
+            ax.axvline(0, color="black", lw=0.8)
             ax.xaxis.set_major_locator(ticker.MaxNLocator(4))  # long tick labels must not touch
-            show_lr = tuned and kind == 'own'
-            ax.set_yticks(range(len(items)), [f"{l} (lr {lr:g})" if show_lr else l for _, l, lr, _ in items])
+            show_lr = tuned and kind == "own"
+            ax.set_yticks(range(len(items)), [f"{v} (lr {lr:g})" if show_lr else v for _, v, lr, _ in items])
             ax.set_ylim(max(len(items), 1) - 0.3, -0.7)  # best (most negative) on top
             if not items:
-                ax.text(0.5, 0.5, 'no paired runs', transform=ax.transAxes, ha='center')
-            lr_note = dict(shared=f"all at {baseline}'s best lr", own='each at its own best lr')[kind]
-            ax.set_title(f"budget {fmt_budget(b) if b else '-'} FLOPs" + (f"\n{lr_note}" if tuned else ''),
-                         fontsize='medium')
+                ax.text(0.5, 0.5, "no paired runs", transform=ax.transAxes, ha="center")
+            lr_note = dict(shared=f"all at {baseline}'s best lr", own="each at its own best lr")[kind]
+            ax.set_title(f"budget {fmt_budget(b) if b else '-'} FLOPs" + (f"\n{lr_note}" if tuned else ""),
+                         fontsize="medium")
     fig.suptitle(f"{setting([r for sel in sels.values() for _, rs in sel.values() for r in rs])}: "
                  f"final {key.replace('_', ' ')} minus {baseline}'s, same seed (below 0: better)")
     fig.supxlabel(f"Δ {key.replace('_', ' ')} vs {baseline}: paired mean with 95% t-interval; |: single seeds")
     save(fig, path)
 
 def plot_r_eval(done, metrics, style, baseline, title, path):
-    ms = [m for m in metrics if any(len(r['final'].get(m + '_r', {})) > 1 for r in done)]
+    ms = [m for m in metrics if any(len(r["final"].get(m + "_r", {})) > 1 for r in done)]
     if not ms:
         print("no run logged several r_eval: skipping loss_vs_r_eval.png")
         return
@@ -457,23 +459,23 @@ def plot_r_eval(done, metrics, style, baseline, title, path):
                 continue
             st = style[label]
             if label == baseline:
-                v = [r['final'][m] for r in rs if m in r['final']]
+                v = [r["final"][m] for r in rs if m in r["final"]]
                 if v:
-                    ax.axhline(np.mean(v), color=st['color'], ls=':')
-                    shown[label] = (plt.Line2D([], [], color=st['color'], ls=':'), f"{label} (r=1)")
+                    ax.axhline(np.mean(v), color=st["color"], ls=":")
+                    shown[label] = (plt.Line2D([], [], color=st["color"], ls=":"), f"{label} (r=1)")
                 continue
-            rs = [r for r in rs if len(r['final'].get(m + '_r', {})) > 1]
+            rs = [r for r in rs if len(r["final"].get(m + "_r", {})) > 1]
             if not rs:
                 continue
-            ks = sorted(set.intersection(*(set(r['final'][m + '_r']) for r in rs)), key=int)
-            mu, h = zip(*[mean_ci([r['final'][m + '_r'][k] for r in rs]) for k in ks])
-            ax.errorbar([int(k) for k in ks], mu, yerr=np.nan_to_num(h), capsize=3, ls=st['ls'], **marker_kw(st))
+            ks = sorted(set.intersection(*(set(r["final"][m + "_r"]) for r in rs)), key=int)
+            mu, h = zip(*[mean_ci([r["final"][m + "_r"][k] for r in rs]) for k in ks])
+            ax.errorbar([int(k) for k in ks], mu, yerr=np.nan_to_num(h), capsize=3, ls=st["ls"], **marker_kw(st))
             shown.setdefault(label, handle(st, label))
         ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
-        ax.set(xlabel='r_eval (inference rounds)', ylabel=f"final {METRICS[m]}",
+        ax.set(xlabel="r_eval (inference rounds)", ylabel=f"final {METRICS[m]}",
                title=f"budget {fmt_budget(b) if b else '-'} FLOPs")
     fig.suptitle(title)
-    legend(fig, [shown[l] for l in sorted(shown)])
+    legend(fig, [shown[v] for v in sorted(shown)])
     save(fig, path)
 
 def fit_all(sel, key, style, n_boot, seed, plots_dir):
@@ -481,15 +483,15 @@ def fit_all(sel, key, style, n_boot, seed, plots_dir):
     Returns ({(label, axis): fit}, {label: why there is no fit})."""
     fits, refused = {}, {}
     runs = [r for _, rs in sel.values() for r in rs]
-    for axis in ('flops', 'tokens'):
-        x0 = float(np.exp(np.mean([np.log(r['final'][axis]) for r in runs])))  # one x0 per axis: betas compare
-        fig, axes = figure(1, 1, w=8, h=4 + 0.2 * len({r['label'] for r in runs}))  # room for a legend row each
+    for axis in ("flops", "tokens"):
+        x0 = float(np.exp(np.mean([np.log(r["final"][axis]) for r in runs])))  # one x0 per axis: betas compare
+        fig, axes = figure(1, 1, w=8, h=4 + 0.2 * len({r["label"] for r in runs}))  # room for a legend row each
         ax, shown = axes[0, 0], []
-        for label in sorted({r['label'] for r in runs}):
-            rs, st = [r for r in runs if r['label'] == label], style[label]
-            x, f = [r['final'][axis] for r in rs], [r['final'][key] for r in rs]
-            ax.plot(x, f, ls='none', ms=5, **marker_kw(st))
-            n = len({r['budget'] for r in rs})
+        for label in sorted({r["label"] for r in runs}):
+            rs, st = [r for r in runs if r["label"] == label], style[label]
+            x, f = [r["final"][axis] for r in rs], [r["final"][key] for r in rs]
+            ax.plot(x, f, ls="none", ms=5, **marker_kw(st))
+            n = len({r["budget"] for r in rs})
             try:
                 if n < MIN_FIT_BUDGETS:  # seeds at one budget do not count as points of the law
                     raise ValueError(f"{n} budget(s), a fit of 3 parameters needs >= {MIN_FIT_BUDGETS}")
@@ -499,10 +501,10 @@ def fit_all(sel, key, style, n_boot, seed, plots_dir):
                 shown.append(handle(st, f"{label}: no fit ({n} budgets)"))
                 continue
             xs, ext = np.geomspace(min(x), max(x), 50), np.geomspace(max(x), 10 * max(x), 50)
-            ax.plot(xs, power_law(fit, xs), color=st['color'], ls=st['ls'])
-            ax.plot(ext, power_law(fit, ext), color=st['color'], ls=':')  # extrapolation
+            ax.plot(xs, power_law(fit, xs), color=st["color"], ls=st["ls"])
+            ax.plot(ext, power_law(fit, ext), color=st["color"], ls=":")  # extrapolation
             shown.append(handle(st, f"{label}: c={fit['c']:.3f}, ε={fit['eps']:.3f}, rms {fit['rms']:.2g}"))
-        ax.set(xscale='log', xlabel='training FLOPs' if axis == 'flops' else 'tokens',
+        ax.set(xscale="log", xlabel="training FLOPs" if axis == "flops" else "tokens",
                ylabel=f"final {key.replace('_', ' ')}",
                title=f"f = β·(x/{x0:.3g})^(-c) + ε (dotted: 10x extrapolation)" if any(a == axis for _, a in fits)
                else f"no fit: a fit needs >= {MIN_FIT_BUDGETS} budgets")
@@ -516,70 +518,70 @@ def fit_all(sel, key, style, n_boot, seed, plots_dir):
 # results.md
 
 def md_table(cols, rows):
-    return ['| ' + ' | '.join(cols) + ' |', '|' + '---|' * len(cols)] + ['| ' + ' | '.join(r) + ' |' for r in rows]
+    return ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)] + ["| " + " | ".join(r) + " |" for r in rows]
 
 def runs_table(done, metrics, key):
-    cols = ['variant', 'budget', 'lr', 'runs'] + [f"{METRICS[m]} (± 95% CI)" for m in metrics]
-    cols += ['test loss (± 95% CI)'] * (key == 'test_loss')
-    split = key.split('_')[0]
-    cols += ['tokens', 'FLOPs (% of budget)', 'tokens/param', 'epochs', 'clipped steps', 'grad norm (mean, max)',
+    cols = ["variant", "budget", "lr", "runs"] + [f"{METRICS[m]} (± 95% CI)" for m in metrics]
+    cols += ["test loss (± 95% CI)"] * (key == "test_loss")
+    split = key.split("_")[0]
+    cols += ["tokens", "FLOPs (% of budget)", "tokens/param", "epochs", "clipped steps", "grad norm (mean, max)",
              f"{split} loss @ r_eval=1", f"{split} loss @ r_train"]
     rows = []
     for (label, budget, lr), rs in by_config(done).items():
-        row = [label, fmt_budget(budget) if budget else '-', f"{lr:g}" if lr else '-', str(len(rs))]
-        for m in metrics + ['test_loss'] * (key == 'test_loss'):
-            v = [r['final'][m] for r in rs if m in r['final']]
+        row = [label, fmt_budget(budget) if budget else "-", f"{lr:g}" if lr else "-", str(len(rs))]
+        for m in metrics + ["test_loss"] * (key == "test_loss"):
+            v = [r["final"][m] for r in rs if m in r["final"]]
             mu, h = mean_ci(v) if v else (np.nan, np.nan)
-            row.append('-' if not v else f"{mu:.4f}" if np.isnan(h) else f"{mu:.4f} ± {h:.4f}")
-        tokens, flops = np.mean([r['final']['tokens'] for r in rs]), np.mean([r['final']['flops'] for r in rs])
-        clip, norm = (np.mean([over_run(r, k) for r in rs]) for k in ('clip_frac', 'grad_norm'))
-        peaks = [e['grad_norm_max'] for r in rs for e in r['evals'].values() if e.get('grad_norm_max') is not None]
-        row += [f"{tokens:.3g}", f"{flops:.3g}" + (f" ({100 * flops / budget:.1f}%)" if budget else '')]
-        row += fmt_regime(regime(rs)) + ['-' if np.isnan(clip) else f"{100 * clip:.0f}%"]
-        row += ['-' if np.isnan(norm) else f"{norm:.3g}, {max(peaks):.3g}" if peaks else f"{norm:.3g}, -"]
-        for k in ('1', 'r_train'):
-            v = [r['final'].get(key + '_r', {}).get(str(r['cfg'].get('r', 1)) if k == 'r_train' else k) for r in rs]
-            row.append(f"{np.mean(v):.4f}" if all(x is not None for x in v) else '-')
+            row.append("-" if not v else f"{mu:.4f}" if np.isnan(h) else f"{mu:.4f} ± {h:.4f}")
+        tokens, flops = np.mean([r["final"]["tokens"] for r in rs]), np.mean([r["final"]["flops"] for r in rs])
+        clip, norm = (np.mean([over_run(r, k) for r in rs]) for k in ("clip_frac", "grad_norm"))
+        peaks = [e["grad_norm_max"] for r in rs for e in r["evals"].values() if e.get("grad_norm_max") is not None]
+        row += [f"{tokens:.3g}", f"{flops:.3g}" + (f" ({100 * flops / budget:.1f}%)" if budget else "")]
+        row += fmt_regime(regime(rs)) + ["-" if np.isnan(clip) else f"{100 * clip:.0f}%"]
+        row += ["-" if np.isnan(norm) else f"{norm:.3g}, {max(peaks):.3g}" if peaks else f"{norm:.3g}, -"]
+        for k in ("1", "r_train"):
+            v = [r["final"].get(key + "_r", {}).get(str(r["cfg"].get("r", 1)) if k == "r_train" else k) for r in rs]
+            row.append(f"{np.mean(v):.4f}" if all(x is not None for x in v) else "-")
         rows.append(row)
     return ["## Runs (mean over seeds)", ""] + md_table(cols, rows)
 
 def lr_table(done):
     rows = []
     for (label, budget), (lr, tried) in best_lrs(done).items():
-        losses = ', '.join(f"{k:g}: {v:.4f}" for k, v in sorted(tried.items()))
-        rows.append([label, fmt_budget(budget) if budget else '-', losses, f"{lr:g}", lr_edge(lr, tried) or 'inside'])
+        losses = ", ".join(f"{k:g}: {v:.4f}" for k, v in sorted(tried.items()))
+        rows.append([label, fmt_budget(budget) if budget else "-", losses, f"{lr:g}", lr_edge(lr, tried) or "inside"])
     return (["## Learning rate, chosen on val (mean final val loss over seeds)", ""]
-            + md_table(['variant', 'budget', 'val loss per lr', 'best lr', 'grid'], rows))
+            + md_table(["variant", "budget", "val loss per lr", "best lr", "grid"], rows))
 
 def diff_table(sel, baseline, key, kind):
-    best, rows = best_lrs([r for _, rs in sel.values() for r in rs]), []
+    rows = []
     for (label, budget), (lr, rs) in sorted(sel.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
         base = sel.get((baseline, budget))
         d = paired_diff(rs, base[1], key) if base and label != baseline else None
-        p = '-' if d is None or np.isnan(d['p']) else f"{d['p']:.2g}"
-        rows.append([label, fmt_budget(budget) if budget else '-', f"{lr:g}" if lr else '-',
-                     str(d['n']) if d else '-', fmt_diff(d) if d else '-', p] + fmt_regime(regime(rs)))
+        p = "-" if d is None or np.isnan(d["p"]) else f"{d['p']:.2g}"
+        rows.append([label, fmt_budget(budget) if budget else "-", f"{lr:g}" if lr else "-",
+                     str(d["n"]) if d else "-", fmt_diff(d) if d else "-", p] + fmt_regime(regime(rs)))
     title = dict(shared=f"shared recipe: every variant at {baseline}'s best val lr (the paper's protocol)",
                  own="own recipe: each variant at its own best val lr")[kind]
     return [f"## Δ {key.replace('_', ' ')} vs {baseline}, {title}", ""] + md_table(
-        ['variant', 'budget', 'lr', 'paired seeds', 'Δ mean [95% t-interval]', 'Welch p', 'tokens/param', 'epochs'],
+        ["variant", "budget", "lr", "paired seeds", "Δ mean [95% t-interval]", "Welch p", "tokens/param", "epochs"],
         rows)
 
 def crossing_rows(sel, baseline, key, kind):
     rows = []
-    for label in sorted({l for l, _ in sel} - {baseline}):
-        bs = sorted(b for l, b in sel if l == label and b and (baseline, b) in sel)
+    for label in sorted({v for v, _ in sel} - {baseline}):
+        bs = sorted(b for v, b in sel if v == label and b and (baseline, b) in sel)
         ds = [paired_diff(sel[label, b][1], sel[baseline, b][1], key) for b in bs]
-        bs, ds = [b for b, d in zip(bs, ds) if d['n']], [d for d in ds if d['n']]
+        bs, ds = [b for b, d in zip(bs, ds) if d["n"]], [d for d in ds if d["n"]]
         if bs:
-            rows.append([label, kind, crossing(bs, *zip(*[(d['mean'], d['lo'], d['hi']) for d in ds]))['text']])
+            rows.append([label, kind, crossing(bs, *zip(*[(d["mean"], d["lo"], d["hi"]) for d in ds]))["text"]])
     return rows
 
 def results_md(runs, metrics, baseline, key, kinds, fits, refused):
-    done = [r for r in runs if r['final']]
+    done = [r for r in runs if r["final"]]
     lines = [f"Analysis of {len(done)} finished runs ({len(runs) - len(done)} unfinished left out); "
              f"baseline {baseline}; losses compared on the {key.split('_')[0]} split."]
-    if key == 'val_loss':
+    if key == "val_loss":
         lines += ["", "Note: not every run logged a held-out test loss, so the comparisons below use val loss, "
                       "the split the learning rates were chosen on: an optimistic estimate for tuned variants."]
     lines += [""] + runs_table(done, metrics, key)
@@ -592,31 +594,31 @@ def results_md(runs, metrics, baseline, key, kinds, fits, refused):
         sel = recipe(done, baseline, kind)
         lines += [""] + diff_table(sel, baseline, key, kind)
         cross += crossing_rows(sel, baseline, key, kind)
-        for label in sorted({l for l, _ in sel} - {baseline}):
+        for label in sorted({v for v, _ in sel} - {baseline}):
             v = verdict(runs, label, baseline, kind)
-            d = v['diff']
-            verdicts.append([label, kind, v['text'], fmt_budget(v['budget']) if v['budget'] else '-',
-                             fmt_diff(d) if d else '-'] + fmt_regime(v['regime']))
+            d = v["diff"]
+            verdicts.append([label, kind, v["text"], fmt_budget(v["budget"]) if v["budget"] else "-",
+                             fmt_diff(d) if d else "-"] + fmt_regime(v["regime"]))
     if cross:
         lines += ["", "## Crossing budget (where Δ changes sign, linear in log10 FLOPs)", ""]
-        lines += md_table(['variant', 'recipe', 'crossing'], cross)
+        lines += md_table(["variant", "recipe", "crossing"], cross)
     if verdicts:
         lines += ["", "## Verdicts", "", "Better or worse only when every run is done and within 1% of its budget, "
                   "every best lr lies inside its grid, no val loss rises over a run's last 20% (0.5% noise "
                   "allowed), >= 3 paired seeds at the key (largest) budget give a 95% interval excluding 0, and "
                   "a change of sign holds at >= 2 adjacent budgets.", ""]
-        lines += md_table(['variant', 'recipe', 'verdict', 'key budget', 'Δ at key budget', 'tokens/param',
-                           'epochs'], verdicts)
-    boot = ', 95% residual-bootstrap CI' if any('c_ci' in fit for fit in fits.values()) else ''
+        lines += md_table(["variant", "recipe", "verdict", "key budget", "Δ at key budget", "tokens/param",
+                           "epochs"], verdicts)
+    boot = ", 95% residual-bootstrap CI" if any("c_ci" in fit for fit in fits.values()) else ""
     lines += ["", f"## Scaling fits: final {key.replace('_', ' ')} = β·(x/x0)^(-c) + ε "
                   f"({kinds[0]} recipe{boot})", ""]
     if fits:
-        ci = lambda fit, k: f" [{fit[k + '_ci'][0]:.3g}, {fit[k + '_ci'][1]:.3g}]" if k + '_ci' in fit else ''
-        lines += md_table(['variant', 'x', 'x0', 'β', 'c', 'ε', 'RMS residual (loss)'], [
-            [label, axis, f"{fit['x0']:.3g}"] + [f"{fit[k]:.4g}{ci(fit, k)}" for k in ('beta', 'c', 'eps')]
+        ci = lambda fit, k: f" [{fit[k + '_ci'][0]:.3g}, {fit[k + '_ci'][1]:.3g}]" if k + "_ci" in fit else ""
+        lines += md_table(["variant", "x", "x0", "β", "c", "ε", "RMS residual (loss)"], [
+            [label, axis, f"{fit['x0']:.3g}"] + [f"{fit[k]:.4g}{ci(fit, k)}" for k in ("beta", "c", "eps")]
             + [f"{fit['rms']:.2g}"] for (label, axis), fit in fits.items()])
     lines += [f"- {label}: {why}" for label, why in refused.items()]
-    return '\n'.join(lines) + '\n'
+    return "\n".join(lines) + "\n"
 
 def analyse(dirs, plots_dir, labels=None, baseline=None, n_boot=1000, seed=0):
     runs = load_runs(dirs, labels or {})
@@ -624,38 +626,38 @@ def analyse(dirs, plots_dir, labels=None, baseline=None, n_boot=1000, seed=0):
         raise SystemExit("compare.py: no log.jsonl with eval lines found; run the sweep first or check --out/--runs")
     os.makedirs(plots_dir, exist_ok=True)
     style = styles(runs)
-    metrics = [m for m in METRICS if any(m in e for r in runs for e in r['evals'].values())]
-    done = [r for r in runs if r['final']]
+    metrics = [m for m in METRICS if any(m in e for r in runs for e in r["evals"].values())]
+    done = [r for r in runs if r["final"]]
     for r in runs:
-        if not r['final']:
+        if not r["final"]:
             print(f"unfinished, left out of final tables and fits: {r['dir']}")
     if baseline is None:  # the first variant whose config is the plain stack
-        baseline = next((r['label'] for r in sorted(runs, key=lambda r: r['label']) if is_baseline(r['cfg'])), None)
+        baseline = next((r["label"] for r in sorted(runs, key=lambda r: r["label"]) if is_baseline(r["cfg"])), None)
     elif baseline not in style:
         raise SystemExit(f"compare.py: --baseline {baseline} is not a variant here; "
                          f"variants: {', '.join(sorted(style))}")
     print(f"baseline: {baseline}")
     # curves: each variant at its own best val lr per budget (every run while nothing at that budget is done)
-    own = recipe(done, baseline, 'own')
-    picked = [r for r in runs if (r['label'], r['budget']) not in own or r['lr'] == own[r['label'], r['budget']][0]]
-    title = setting(runs) + (', each at its best lr' if any(len(t) > 1 for _, t in best_lrs(done).values()) else '')
-    for xkey in ('flops', 'tokens'):
+    own = recipe(done, baseline, "own")
+    picked = [r for r in runs if (r["label"], r["budget"]) not in own or r["lr"] == own[r["label"], r["budget"]][0]]
+    title = setting(runs) + (", each at its best lr" if any(len(t) > 1 for _, t in best_lrs(done).values()) else "")
+    for xkey in ("flops", "tokens"):
         plot_curves(picked, metrics, xkey, style, title, os.path.join(plots_dir, f"loss_vs_{xkey}.png"))
     if not done:
         print("no finished runs: only the curves were written")
         return
     key = loss_key(done)
     tuned = any(len(t) > 1 for _, t in best_lrs(done).values())
-    kinds = (['shared', 'own'] if tuned else ['shared']) if baseline else ['own']
+    kinds = (["shared", "own"] if tuned else ["shared"]) if baseline else ["own"]
     sels = {k: recipe(done, baseline, k) for k in kinds}
     if baseline:
-        plot_delta(sels, baseline, key, style, tuned, os.path.join(plots_dir, 'final_loss.png'))
+        plot_delta(sels, baseline, key, style, tuned, os.path.join(plots_dir, "final_loss.png"))
     plot_r_eval([r for _, rs in own.values() for r in rs], metrics, style, baseline, title,
-                os.path.join(plots_dir, 'loss_vs_r_eval.png'))
+                os.path.join(plots_dir, "loss_vs_r_eval.png"))
     fits, refused = fit_all(sels[kinds[0]], key, style, n_boot, seed, plots_dir)
     table = results_md(runs, metrics, baseline, key, kinds, fits, refused)
     print(table)
-    with open(os.path.join(plots_dir, 'results.md'), 'w') as f:
+    with open(os.path.join(plots_dir, "results.md"), "w") as f:
         f.write(table)
     print(f"wrote {os.path.join(plots_dir, 'results.md')}")
 
@@ -663,7 +665,7 @@ def analyse(dirs, plots_dir, labels=None, baseline=None, n_boot=1000, seed=0):
 
 def parse_list(s, kind, what):
     try:
-        v = [kind(t) for t in s.split(',') if t.strip()]
+        v = [kind(t) for t in s.split(",") if t.strip()]
     except ValueError:
         v = []
     if not v or (kind is float and not all(np.isfinite(b) and b > 0 for b in v)):
@@ -672,42 +674,42 @@ def parse_list(s, kind, what):
     return v
 
 def parse_pairs(pairs, what):
-    if any('=' not in p for p in pairs):
+    if any("=" not in p for p in pairs):
         raise SystemExit(f"compare.py: bad {what} {pairs}; expected key=value")
-    return dict(p.split('=', 1) for p in pairs)
+    return dict(p.split("=", 1) for p in pairs)
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('configs', nargs='*', help="config files to sweep, e.g. config/rins_small.py")
-    ap.add_argument('--budgets', help="comma-separated FLOP budgets, e.g. 2e13,4e13,8e13")
-    ap.add_argument('--seeds', default='0', help="comma-separated seeds (default 0)")
-    ap.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+    ap.add_argument("configs", nargs="*", help="config files to sweep, e.g. config/rins_small.py")
+    ap.add_argument("--budgets", help="comma-separated FLOP budgets, e.g. 2e13,4e13,8e13")
+    ap.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="extra train.py override, passed on as --KEY=VALUE (repeatable)")
-    ap.add_argument('--lrs', help="comma-separated learning rates to sweep too, e.g. 1e-3,2e-3,4e-3; min_lr = lr/10 "
+    ap.add_argument("--lrs", help="comma-separated learning rates to sweep too, e.g. 1e-3,2e-3,4e-3; min_lr = lr/10 "
                                   "unless --set min_lr=...")
-    ap.add_argument('--out', help="sweep directory: runs go to OUT/<config stem>/b<budget>[_lr<lr>]_s<seed>")
-    ap.add_argument('--jobs', type=int, metavar='N', help="runs at once on this machine, each with cores/N threads "
+    ap.add_argument("--out", help="sweep directory: runs go to OUT/<config stem>/b<budget>[_lr<lr>]_s<seed>")
+    ap.add_argument("--jobs", type=int, metavar="N", help="runs at once on this machine, each with cores/N threads "
                                                           "and, with CUDA, its own GPU (default: the GPUs, else 1)")
-    ap.add_argument('--launcher', choices=('slurm', 'local'),
+    ap.add_argument("--launcher", choices=("slurm", "local"),
                     help="one submitit job per run: on SLURM, or as local processes (needs pip install submitit)")
-    ap.add_argument('--slurm_partition', help="SLURM partition (default: the cluster's)")
-    ap.add_argument('--slurm_time', type=int, help="time limit per run in minutes (default 240)")
-    ap.add_argument('--slurm_gpus', type=int, help="GPUs per run, one process each through torchrun (default 1)")
-    ap.add_argument('--slurm_cpus', type=int, help="CPU cores per run, also its thread count (default 8)")
-    ap.add_argument('--no-run', action='store_true', help="only analyse the logs under --out")
-    ap.add_argument('--runs', nargs='+', metavar='DIR', help="analyse these run dirs instead (no sweep)")
-    ap.add_argument('--plots_dir', help="where plots and results.md go (default: --out)")
-    ap.add_argument('--label', action='append', default=[], metavar='STEM=NAME', help="rename a variant (repeatable)")
-    ap.add_argument('--baseline', help="variant drawn as reference and diffed against "
+    ap.add_argument("--slurm_partition", help="SLURM partition (default: the cluster's)")
+    ap.add_argument("--slurm_time", type=int, help="time limit per run in minutes (default 240)")
+    ap.add_argument("--slurm_gpus", type=int, help="GPUs per run, one process each through torchrun (default 1)")
+    ap.add_argument("--slurm_cpus", type=int, help="CPU cores per run, also its thread count (default 8)")
+    ap.add_argument("--no-run", action="store_true", help="only analyse the logs under --out")
+    ap.add_argument("--runs", nargs="+", metavar="DIR", help="analyse these run dirs instead (no sweep)")
+    ap.add_argument("--plots_dir", help="where plots and results.md go (default: --out)")
+    ap.add_argument("--label", action="append", default=[], metavar="STEM=NAME", help="rename a variant (repeatable)")
+    ap.add_argument("--baseline", help="variant drawn as reference and diffed against "
                                        "(default: the first with r=1 and a plain signature)")
-    ap.add_argument('--n_boot', type=int, default=1000, help="bootstrap resamples for fit CIs (default 1000)")
-    ap.add_argument('--fit_seed', type=int, default=0, help="seed of the fit bootstrap (default 0)")
+    ap.add_argument("--n_boot", type=int, default=1000, help="bootstrap resamples for fit CIs (default 1000)")
+    ap.add_argument("--fit_seed", type=int, default=0, help="seed of the fit bootstrap (default 0)")
     args = ap.parse_args(argv)
 
     plots_dir = args.plots_dir or args.out
     if plots_dir is None:
         raise SystemExit("compare.py: no output directory; give --out or --plots_dir")
-    labels = parse_pairs(args.label, '--label')
+    labels = parse_pairs(args.label, "--label")
     if args.runs:
         dirs = args.runs
     else:
@@ -719,11 +721,11 @@ def main(argv=None):
             for c in args.configs:
                 if not os.path.isfile(c):
                     raise SystemExit(f"compare.py: config file {c} not found; give a path like config/rins_small.py")
-            budgets = parse_list(args.budgets, float, '--budgets')
-            seeds = parse_list(args.seeds, int, '--seeds')
-            lrs = parse_list(args.lrs, float, '--lrs') if args.lrs else None
-            overrides = parse_pairs(args.set, '--set')
-            if lrs and 'learning_rate' in overrides:
+            budgets = parse_list(args.budgets, float, "--budgets")
+            seeds = parse_list(args.seeds, int, "--seeds")
+            lrs = parse_list(args.lrs, float, "--lrs") if args.lrs else None
+            overrides = parse_pairs(args.set, "--set")
+            if lrs and "learning_rate" in overrides:
                 raise SystemExit("compare.py: --lrs and --set learning_rate both set the learning rate; give one")
             if args.jobs is not None and (args.jobs < 1 or args.launcher):
                 raise SystemExit(f"compare.py: bad --jobs {args.jobs}; it needs >= 1 and no --launcher "
@@ -740,8 +742,8 @@ def main(argv=None):
                          gpus=1 if args.slurm_gpus is None else args.slurm_gpus)
             if not sweep(args.configs, budgets, seeds, overrides, args.out, lrs, args.jobs, args.launcher, slurm):
                 sys.exit(1)
-        dirs = [os.path.dirname(p) for p in glob.glob(os.path.join(args.out, '**', 'log.jsonl'), recursive=True)]
+        dirs = [os.path.dirname(p) for p in glob.glob(os.path.join(args.out, "**", "log.jsonl"), recursive=True)]
     analyse(dirs, plots_dir, labels, args.baseline, args.n_boot, args.fit_seed)
 
-if __name__ == '__main__':
+if __name__ == "__main__":
     main()

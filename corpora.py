@@ -22,7 +22,7 @@ def sh(argv, cwd=None):
     except OSError as e:  # the program is missing or cannot run on this machine
         return False, "", str(e)
     lines = r.stderr.strip().splitlines() or [""]
-    err = next((l for l in lines if re.match(r"(npm )?(error|e):? ", l, re.I)), lines[-1])
+    err = next((line for line in lines if re.match(r"(npm )?(error|e):? ", line, re.I)), lines[-1])
     return r.returncode == 0, r.stdout, err
 
 

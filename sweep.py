@@ -115,7 +115,7 @@ def failure(run, why):
     last = "(no output)"
     if os.path.exists(path):
         with open(path, errors="replace") as f:
-            last = next((l.strip() for l in reversed(f.read().splitlines()) if l.strip()), last)
+            last = next((line.strip() for line in reversed(f.read().splitlines()) if line.strip()), last)
     return f"{run.dir}: {why or 'exit code 0 but no done line at the planned iteration'}; last line: {last}"
 
 

@@ -1,27 +1,17 @@
 """
-The command line of train.py and sample.py: --help, the validation table, compile='auto'.
+The command line of train.py and sample.py: the configurator, --help, the validation table, compile='auto'.
 
     python -m pytest test_cli.py -v
 """
 
 import ast
-import json
 import os
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 import pytest
 
 from configurator import _documented, check, configure
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def run(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *argv], cwd=HERE, capture_output=True, text=True, timeout=300,
-                          env=os.environ | {"OMP_NUM_THREADS": "1"})
+from conftest import HERE, cli, data_args
 
 
 def defaults(script: str) -> dict:
@@ -42,6 +32,32 @@ def key_lines(help_text: str) -> dict[str, str]:
 
 
 # -----------------------------------------------------------------------------
+# configure(): config files and --key=value overrides
+
+def test_configurator_overrides_and_errors(tmp_path):
+    defaults = {"n_layer": 8, "learning_rate": 1e-3, "signature": "AB", "compile": False, "eval_r": [1]}
+    cfg_file = tmp_path / "c.py"
+    cfg_file.write_text("# a config\nn_layer = 4\nsignature = 'A^rB'\n")
+    argv = [str(cfg_file), "--learning_rate=1", "--eval_r=[1,2,3]", "--compile=True"]
+    changed = configure(defaults, argv, "train.py")
+    assert defaults == {"n_layer": 4, "learning_rate": 1.0, "signature": "A^rB", "compile": True, "eval_r": [1, 2, 3]}
+    assert set(changed) == {"n_layer", "signature", "learning_rate", "eval_r", "compile"}
+    assert configure(defaults, ["--signature=(AB)^r"], "train.py") == {"signature": "(AB)^r"}
+    bad = [(["--n_layers=4"], "unknown config key 'n_layers'"), (["--n_layer=4.5"], "must be of type int"),
+           (["--compile=yes"], "must be of type bool"), (["--n_layer"], "--key=value"),
+           (["missing.py"], "cannot read config file"),
+           ([str(tmp_path / "typo.py")], "unknown config key 'n_layr'"), ([str(tmp_path / "syntax.py")], "line 1")]
+    (tmp_path / "typo.py").write_text("n_layr = 4\n")
+    (tmp_path / "syntax.py").write_text("n_layer = = 4\n")
+    for argv, fragment in bad:
+        with pytest.raises(SystemExit) as err:
+            configure(dict(defaults), argv, "train.py")
+        assert fragment in str(err.value) and "\n" not in str(err.value), (argv, str(err.value))
+    with pytest.raises(SystemExit, match="allowed keys: compile, eval_r, learning_rate, n_layer, signature"):
+        configure(dict(defaults), ["--nope=1"], "train.py")
+
+
+# -----------------------------------------------------------------------------
 # --help
 
 
@@ -49,7 +65,7 @@ def key_lines(help_text: str) -> dict[str, str]:
                                               ("sample.py", ["checkpoint", "sampling", "system"])])
 @pytest.mark.parametrize("flag", ["--help", "-h"])
 def test_help_lists_every_key_with_default_type_and_comment(script, sections, flag):
-    p = run(script, flag)
+    p = cli(script, flag)
     assert p.returncode == 0 and not p.stderr, p.stderr
     headers = [line.split()[0] for line in p.stdout.splitlines() if line and not line[0].isspace()]
     assert [h for h in headers if h in sections] == sections, headers
@@ -63,18 +79,18 @@ def test_help_lists_every_key_with_default_type_and_comment(script, sections, fl
 
 
 def test_help_shows_the_comments_from_the_source():
-    lines = key_lines(run("train.py", "--help").stdout)
+    lines = key_lines(cli("train.py", "--help").stdout)
     assert "learning rate at the last iteration" in lines["min_lr"] and "0.0001" in lines["min_lr"]
     assert "'auto' = on for CUDA" in lines["compile"] and "bool or str" in lines["compile"]
     assert "FLOPs" in lines["flop_budget"] and "1e+15" in lines["flop_budget"]
     assert "extra inference depths" in lines["eval_r"] and "[1]" in lines["eval_r"]
-    sample = key_lines(run("sample.py", "--help").stdout)
+    sample = key_lines(cli("sample.py", "--help").stdout)
     assert "0 = the depth the model was trained with" in sample["r"]
     assert "0 = greedy" in sample["temperature"] and "0.8" in sample["temperature"]
 
 
 def test_help_after_a_config_file_shows_its_values():
-    p = run("train.py", "config/arena_rins.py", "--n_head=2", "--help")
+    p = cli("train.py", "config/arena_rins.py", "--n_head=2", "--help")
     assert p.returncode == 0, p.stderr
     lines = key_lines(p.stdout)
     assert lines["n_layer"].split()[1] == "4" and "[default: 8]" in lines["n_layer"]  # from the config file
@@ -84,7 +100,7 @@ def test_help_after_a_config_file_shows_its_values():
 
 
 def test_malformed_argument_points_to_help():
-    p = run("train.py", "--n_layer")
+    p = cli("train.py", "--n_layer")
     assert p.returncode != 0 and p.stderr.strip().count("\n") == 0 and "--help" in p.stderr, p.stderr
 
 
@@ -109,7 +125,7 @@ NEWLY_CHECKED = {
 @pytest.fixture(scope="module")
 def bad_runs():
     with ThreadPoolExecutor(2) as pool:
-        futures = {arg: pool.submit(run, "train.py", "--data_dir=/nonexistent", arg) for arg in NEWLY_CHECKED}
+        futures = {arg: pool.submit(cli, "train.py", "--data_dir=/nonexistent", arg) for arg in NEWLY_CHECKED}
         return {arg: f.result() for arg, f in futures.items()}
 
 
@@ -121,7 +137,7 @@ def test_bad_value_is_one_line_before_any_data(bad_runs, arg):
 
 
 def test_every_mistake_gets_its_own_line():
-    p = run("train.py", "--data_dir=/nonexistent", "--min_lr=-1", "--beta1=1.5", "--eval_r=[0]")
+    p = cli("train.py", "--data_dir=/nonexistent", "--min_lr=-1", "--beta1=1.5", "--eval_r=[0]")
     assert p.returncode != 0 and "Traceback" not in p.stderr
     assert p.stderr.strip().splitlines() == [  # in the order of train.py's defaults
         "train.py: eval_r=[0] is not allowed; need a list of whole numbers, each at least 1",
@@ -130,7 +146,7 @@ def test_every_mistake_gets_its_own_line():
 
 
 def test_sample_validates_before_loading_the_checkpoint():
-    p = run("sample.py", "--out_dir=/nonexistent", "--top_k=0")
+    p = cli("sample.py", "--out_dir=/nonexistent", "--top_k=0")
     assert p.returncode != 0 and p.stderr.strip() == "sample.py: top_k=0 is not allowed; need top_k >= 1", p.stderr
 
 
@@ -167,20 +183,9 @@ def test_compile_takes_auto_true_or_false():
         configure({"compile": "auto"}, ["--compile=True"], "train.py")
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    ids = np.array([i % 7 for i in range(2000)], dtype=np.uint16)
-    os.makedirs(root / "tiny")
-    ids[:1800].tofile(root / "tiny" / "train.bin")
-    ids[1800:].tofile(root / "tiny" / "val.bin")
-    (root / "tiny" / "meta.json").write_text(json.dumps({"tokenizer": "char", "vocab_size": 7, "chars": "abcdefg"}))
-    return root
-
-
 @pytest.mark.parametrize("value, compiles", [("auto", False), ("True", True), ("False", False)])
-def test_compile_auto_is_off_on_cpu(tiny, value, compiles):
-    p = run("train.py", f"--data_dir={tiny}", "--dataset=tiny", "--device=cpu", "--dry_run=True", f"--compile={value}",
+def test_compile_auto_is_off_on_cpu(char_data, value, compiles):
+    p = cli("train.py", *data_args(char_data), "--device=cpu", "--dry_run=True", f"--compile={value}",
             "--n_layer=2", "--n_embd=16", "--n_head=2", "--block_size=16")
     assert p.returncode == 0, p.stderr
     assert ("compiling each block" in p.stdout) == compiles, p.stdout

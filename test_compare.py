@@ -4,7 +4,6 @@ verdicts, scaling fits and plot styles, on synthetic logs whose truth the test k
 
     OMP_NUM_THREADS=1 python -m pytest test_compare.py -q
 """
-import json
 import math
 import os
 
@@ -12,16 +11,10 @@ import numpy as np
 import pytest
 
 import compare
+from conftest import HERE, exec_config, write_log
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 BASE = dict(signature="AB", r=1)
 RINS = dict(signature="A^rB", r=2)
-
-
-def write_log(d, lines):
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, "log.jsonl"), "w") as f:
-        f.writelines(json.dumps(rec) + "\n" for rec in lines)
 
 
 def write_run(root, stem, cfg, budget, seed, final, lr=1e-3, test_offset=0.05, n_params=10_000, train_tokens=None,
@@ -204,18 +197,12 @@ def test_verdict_rules(tmp_path):
     assert v["text"] == "inconclusive (the sign flips at 2e13 alone; a flip must hold at >= 2 adjacent budgets)"
 
 
-def exec_config(name):
-    cfg = {}
-    exec(open(os.path.join(HERE, "config", name + ".py")).read(), {}, cfg)
-    return cfg
-
-
 def test_colour_families_follow_the_config():
     expected = dict(baseline_small="baseline", rins_small="rins", rins3_small="rins", rins_stoch_small="rins",
                     rins_stoch_adapters_small="rins", rao_small="rao", blockwise_small="sharing",
                     reverse_small="sharing", ab2_small="sharing", latent_small="latent", latent_lite_small="latent",
                     degree2_small="other")
-    cfgs = {name: exec_config(name) for name in expected}
+    cfgs = {name: exec_config(os.path.join(HERE, "config", name + ".py")) for name in expected}
     assert {name: compare.family(cfg) for name, cfg in cfgs.items()} == expected
     assert compare.family(dict(signature="AB^rC", r=2)) == "latent"  # no injection: still the latent layout
     assert compare.family(dict(signature="(AB)^r", r=3)) == "rao" and compare.family(dict(signature="AAAB")) == "rins"
@@ -230,7 +217,7 @@ def test_colour_families_follow_the_config():
     assert lum("rins3_small") < lum("rins_small")  # darker for larger r
     assert style["rins_stoch_small"]["hollow"] and not style["rins3_small"]["hollow"]
     assert style["rins_stoch_adapters_small"]["marker"] == "^" and style["rins3_small"]["marker"] == "o"
-    assert len({style[l]["color"] for l in style}) == len(style)  # every variant its own shade
+    assert len({style[v]["color"] for v in style}) == len(style)  # every variant its own shade
 
 
 def test_no_run_regenerates_everything_from_logs(tmp_path, capsys):
@@ -254,7 +241,8 @@ def test_no_run_regenerates_everything_from_logs(tmp_path, capsys):
     assert md in capsys.readouterr().out  # tables printed too
     assert "losses compared on the test split" in md and "## Learning rate" in md
     sections = md.split("\n## ")
-    diff_rows = {s.split(",")[1].split(":")[0].strip(): [l for l in s.splitlines() if l.startswith("| RINS A2B |")]
+    diff_rows = {s.split(",")[1].split(":")[0].strip():
+                 [line for line in s.splitlines() if line.startswith("| RINS A2B |")]
                  for s in sections if s.startswith("Δ test loss")}
     assert set(diff_rows) == {"shared recipe", "own recipe"}
     for b, row in zip(budgets, diff_rows["shared recipe"]):
@@ -263,7 +251,7 @@ def test_no_run_regenerates_everything_from_logs(tmp_path, capsys):
         assert cells[1] == compare.fmt_budget(b) and cells[2] == "0.002" and cells[3] == "3"
         assert cells[4].startswith(f"{want:+.4f} [")  # every seed differs by the same amount: a zero-width interval
         assert cells[6] == f"{b / 1e6 / 1e4:.0f}" and cells[7] == f"{b / 1e6 / 1e6:.3g}"  # tokens/param, epochs
-    row = next(l for l in md.splitlines() if l.startswith("| RINS A2B | 1.6e13 | 0.002 | 3 |"))
+    row = next(line for line in md.splitlines() if line.startswith("| RINS A2B | 1.6e13 | 0.002 | 3 |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     want = true["rins"][0] * 16 ** -0.35 + 2.8 + 0.05  # the test split: val + 0.05 in write_run
     half = 4.302653 * 0.002 / math.sqrt(3)  # t(0.975, 2 dof) * sd / sqrt(3) of seeds at -0.002, 0, +0.002
@@ -272,8 +260,8 @@ def test_no_run_regenerates_everything_from_logs(tmp_path, capsys):
     assert cells[12] == f"{want + 0.5:.4f}" and cells[13] == f"{want:.4f}"  # test loss at r_eval=1 and r_train=2
     assert "| RINS A2B | shared | gets ahead at " in md
     assert "| RINS A2B | shared | better | 1.6e13 |" in md
-    fit_rows = [l for l in sections[-1].splitlines() if l.startswith("| RINS A2B |")]
-    assert len(fit_rows) == 2 and all(float(l.strip("|").split("|")[-1]) < 0.01 for l in fit_rows)  # rms in loss
+    fit_rows = [line for line in sections[-1].splitlines() if line.startswith("| RINS A2B |")]
+    assert len(fit_rows) == 2 and all(float(line.strip("|").split("|")[-1]) < 0.01 for line in fit_rows)  # rms in loss
 
 
 def test_too_few_budgets_refuse_the_fit_in_results(tmp_path):

@@ -10,21 +10,20 @@ before the issue-14 refactor; rewrite it only for a change that is meant to alte
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from conftest import HERE, cli
 GOLDEN = os.path.join(HERE, "golden_logs.json")
 KEYS = ("iter", "tokens", "flops", "lr", "train_loss", "val_loss", "val_loss_r", "val_acc", "val_acc_r")
 COMMON = ["--n_layer=4", "--n_head=2", "--n_embd=32", "--batch_size=4", "--flop_budget=0", "--max_iters=24",
           "--eval_interval=8", "--eval_iters=3", "--warmup_iters=4", "--learning_rate=3e-3", "--min_lr=3e-4"]
 RUNS = {
     "baseline": ["--dataset=text", "--block_size=32"],
-    "rins_stoch_adapters": ["--dataset=text", "--block_size=32", "--signature=A^rB", "--r=3", "--round_sampler=binomial",
-                            "--adapter=per_round", "--adapter_rank=2", "--dropout=0.1", "--eval_r=[1,2]"],
+    "rins_stoch_adapters": ["--dataset=text", "--block_size=32", "--signature=A^rB", "--r=3",
+                            "--round_sampler=binomial", "--adapter=per_round", "--adapter_rank=2", "--dropout=0.1",
+                            "--eval_r=[1,2]"],
     "latent": ["--dataset=text", "--block_size=32", "--signature=AB^rC", "--partition=1:2:1", "--r=2",
                "--round_sampler=poisson", "--injection=concat", "--state_init=noise", "--bptt_rounds=2"],
     "vit_rins": ["--task=vit", "--dataset=images", "--batch_size=16", "--signature=A^rB", "--r=2", "--eval_r=[1,3]"],
@@ -55,7 +54,8 @@ def write_data(root: str) -> None:
     os.makedirs(d)
     for split, n in (("train", 400), ("val", 100)):
         labels = np.array([v % 10 for v in lcg(n, 11 if split == "train" else 13)], dtype=np.uint8)
-        pixels = np.array([v % 256 for v in lcg(n * 784, 17 if split == "train" else 19)], dtype=np.uint8).reshape(n, 28, 28)
+        pixels = np.array([v % 256 for v in lcg(n * 784, 17 if split == "train" else 19)], dtype=np.uint8)
+        pixels = pixels.reshape(n, 28, 28)
         pixels[:, :, :3] = labels[:, None, None] * 25  # a learnable stripe per class
         np.save(os.path.join(d, f"{split}_images.npy"), pixels)
         np.save(os.path.join(d, f"{split}_labels.npy"), labels)
@@ -64,11 +64,10 @@ def write_data(root: str) -> None:
         json.dump({"name": "images", "classes": classes, "image_shape": [28, 28]}, f)
 
 
-def run(root: str, name: str) -> list[dict]:
+def train_evals(root: str, name: str) -> list[dict]:
+    """Train run `name` and return its eval lines, cut to KEYS."""
     out = os.path.join(root, "out", name)
-    cmd = [sys.executable, "train.py", f"--data_dir={root}", f"--out_dir={out}", *COMMON, *RUNS[name]]
-    proc = subprocess.run(cmd, cwd=HERE, capture_output=True, text=True, timeout=300,
-                          env=os.environ | {"OMP_NUM_THREADS": "1"})
+    proc = cli("train.py", f"--data_dir={root}", f"--out_dir={out}", *COMMON, *RUNS[name])
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     with open(os.path.join(out, "log.jsonl")) as f:
         evals = [json.loads(line) for line in f if '"start"' not in line[:20]]
@@ -84,7 +83,7 @@ def root(tmp_path_factory):
 
 @pytest.mark.parametrize("name", list(RUNS))
 def test_logs_equal_the_golden_logs(root, name):
-    got = run(root, name)
+    got = train_evals(root, name)
     if os.environ.get("NANORINS_WRITE_GOLDEN"):
         golden = json.load(open(GOLDEN)) if os.path.exists(GOLDEN) else {}
         with open(GOLDEN, "w") as f:

@@ -19,7 +19,8 @@ import corpora
 import prepare
 import tokenizer
 
-PLAY = """# The Test
+BR = "  "  # markdown's hard line break: two trailing spaces
+PLAY = f"""# The Test
 
 ## ACT I
 
@@ -28,13 +29,13 @@ PLAY = """# The Test
 _Enter FIRST CITIZEN and
 DUKE OF YORK_
 
-**FIRST CITIZEN**  
-Speak, speak\\! What news \\--  
+**FIRST CITIZEN**{BR}
+Speak, speak\\! What news \\--{BR}
 from the court?
 
-**DUKE OF YORK**  
-_\\[Aside]_  
-None, good sir.  
+**DUKE OF YORK**{BR}
+_\\[Aside]_{BR}
+None, good sir.{BR}
 *[He draws.]*
 
 *Exeunt.*

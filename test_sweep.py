@@ -4,46 +4,20 @@ A fake trainer checks the command lines; real train.py runs on a tiny char corpu
 
     HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 python -m pytest test_sweep.py -v
 """
-import json
 import os
 import sys
 
-import numpy as np
 import pytest
 
 import compare
 import sweep
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-FAKE_TRAIN = """
-import json, os, sys
-cfg, args = sys.argv[1], dict(a[2:].split('=', 1) for a in sys.argv[2:])
-with open(os.path.join(os.path.dirname(__file__), 'calls.txt'), 'a') as f:
-    f.write(' '.join(sys.argv[1:]) + f" threads={os.environ['NANORINS_THREADS']},{os.environ['OMP_NUM_THREADS']}\\n")
-if 'broken' in cfg:
-    print('boom: something broke')
-    sys.exit(3)
-b, out = float(args['flop_budget']), args['out_dir']
-os.makedirs(out, exist_ok=True)
-with open(os.path.join(out, 'log.jsonl'), 'a') as f:
-    f.write(json.dumps(dict(event='start', config=dict(seed=int(args['seed']), r=1), flop_budget=b)) + '\\n')
-    done = dict(event='done', iter=10, tokens=int(b / 1e6), flops=b, val_loss=3.0 + int(args['seed']) / 10)
-    f.write(json.dumps(done) + '\\n')
-print('trained', out)
-"""
-
-
-def write_log(d, lines):
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, "log.jsonl"), "w") as f:
-        f.writelines(json.dumps(rec) + "\n" for rec in lines)
+from conftest import HERE, SUPPORT, write_log
 
 
 @pytest.fixture
 def fake_trainer(tmp_path, monkeypatch):
-    (tmp_path / "fake_train.py").write_text(FAKE_TRAIN)
-    monkeypatch.setattr(sweep, "TRAIN", [sys.executable, str(tmp_path / "fake_train.py")])
+    """tests_support/fake_train.py in place of train.py; returns a reader of the command lines it was given."""
+    monkeypatch.setattr(sweep, "TRAIN", [sys.executable, os.path.join(SUPPORT, "fake_train.py")])
     for name in ("baseline_small", "broken"):
         (tmp_path / f"{name}.py").write_text("# fake config\n")
     calls = tmp_path / "calls.txt"
@@ -134,20 +108,13 @@ def test_bad_sweep_input_is_one_clear_line(tmp_path, fake_trainer, monkeypatch):
 
 TINY_SET = ["n_layer=2", "n_embd=16", "n_head=2", "block_size=16", "batch_size=4", "eval_iters=1",
             "eval_interval=10", "dataset=tiny"]
-CHARS = "\n abcdefghijklmn"
 
 
 @pytest.fixture
-def tiny(tmp_path, monkeypatch):
-    """A char dataset under tmp_path/data and the --set flags for tiny runs on it."""
-    d = tmp_path / "data" / "tiny"
-    d.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    rng.integers(0, len(CHARS), 4000).astype(np.uint16).tofile(d / "train.bin")
-    rng.integers(0, len(CHARS), 1000).astype(np.uint16).tofile(d / "val.bin")
-    (d / "meta.json").write_text(json.dumps(dict(name="tiny", tokenizer="char", vocab_size=len(CHARS), chars=CHARS)))
+def tiny(char_data, monkeypatch):
+    """The --set flags for tiny runs on the tiny char dataset."""
     monkeypatch.chdir(HERE)  # config/*.py paths
-    return [a for kv in TINY_SET + [f"data_dir={tmp_path / 'data'}"] for a in ("--set", kv)]
+    return [a for kv in TINY_SET + [f"data_dir={char_data}"] for a in ("--set", kv)]
 
 
 def test_jobs_lrs_real_runs(tmp_path, tiny, capsys):

@@ -4,10 +4,7 @@ Tests of the teaching tools: plan.py (draws a plan) and diagnose.py (per-applica
     HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 python -m pytest test_teach.py -v
 """
 
-import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,27 +13,15 @@ import torch
 import diagnose
 import plan
 from checkpoint import save_checkpoint
-from model import GPT, GPTConfig
+from conftest import batch, cli, read_log, tiny_gpt, train
+from model import GPTConfig
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TINY = dict(n_layer=4, n_head=2, n_embd=32, block_size=16, vocab_size=64)
 SIGNATURES = {"rins": dict(signature="A^rB", r=2), "rao": dict(signature="(AB)^r", r=3), "base": {},
               "latent": dict(signature="AB^rC", partition="1:2:1", r=2), "reverse": dict(signature="reverse")}
 
 
-def tiny_gpt(seed=0, **kw):
-    torch.manual_seed(seed)
-    return GPT(GPTConfig(**(TINY | kw)))
-
-
-def batches(n=2, seed=0, B=3, T=16, V=64):
-    g = torch.Generator().manual_seed(seed)
-    return [(torch.randint(V, (B, T), generator=g), torch.randint(V, (B, T), generator=g)) for _ in range(n)]
-
-
-def run(script, *args):
-    return subprocess.run([sys.executable, script, *map(str, args)], cwd=HERE, capture_output=True, text=True,
-                          timeout=300)
+def batches(n=2):
+    return [batch(seed) for seed in range(n)]
 
 
 def png(path) -> bool:
@@ -144,7 +129,7 @@ def test_plan_bad_input_is_one_line(args, fragment, tmp_path):
 
 
 def test_plan_bad_signature_exits_with_one_line(tmp_path):
-    proc = run("plan.py", "A^^B", f"--out={tmp_path / 'x.png'}")
+    proc = cli("plan.py", "A^^B", f"--out={tmp_path / 'x.png'}")
     assert proc.returncode != 0 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert proc.stderr.startswith("plan.py: bad signature 'A^^B'") and not os.path.exists(tmp_path / "x.png")
 
@@ -153,29 +138,10 @@ def test_plan_bad_signature_exits_with_one_line(tmp_path):
 # diagnose.py on a checkpoint written by train.py
 
 
-@pytest.fixture(scope="module")
-def char_data(tmp_path_factory):
-    """data/tiny: model.py as characters, 90/10 split, as prepare.py writes a char dataset."""
-    root = tmp_path_factory.mktemp("data")
-    text = open(os.path.join(HERE, "model.py")).read()
-    chars = sorted(set(text))
-    ids = np.array([chars.index(c) for c in text], dtype=np.uint16)
-    os.makedirs(root / "tiny")
-    ids[:int(0.9 * len(ids))].tofile(root / "tiny" / "train.bin")
-    ids[int(0.9 * len(ids)):].tofile(root / "tiny" / "val.bin")
-    (root / "tiny" / "meta.json").write_text(json.dumps({"name": "tiny", "tokenizer": "char", "vocab_size": len(chars),
-                                                         "chars": "".join(chars)}))
-    return root
-
-
 def test_diagnose_a_trained_checkpoint(char_data, tmp_path):
-    proc = run("train.py", f"--data_dir={char_data}", "--dataset=tiny", f"--out_dir={tmp_path}", "--max_iters=5",
-               "--flop_budget=0", "--n_layer=4", "--n_embd=32", "--n_head=2", "--block_size=16", "--batch_size=4",
-               "--eval_iters=2", "--warmup_iters=1", "--signature=A^rB", "--r=2")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    with open(tmp_path / "log.jsonl") as f:
-        val_loss = [json.loads(line) for line in f][-1]["val_loss"]
-    proc = run("diagnose.py", f"--out_dir={tmp_path}", "--batches=2")
+    train(char_data, tmp_path, "--max_iters=5", "--flop_budget=0", "--warmup_iters=1", "--signature=A^rB", "--r=2")
+    val_loss = read_log(tmp_path)[-1]["val_loss"]
+    proc = cli("diagnose.py", f"--out_dir={tmp_path}", "--batches=2")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"loss {val_loss:.4f}" in proc.stdout  # the same two validation batches train.py scored
     md = (tmp_path / "diagnose_r2.md").read_text()

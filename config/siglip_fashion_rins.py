@@ -1,6 +1,6 @@
 # SigLIP-style two-tower model, RINS A^2B in one tower or both: config/siglip_fashion.py at the same
 # 4e12-FLOP budget (per pair: both towers), with the recursion where rins_tower says; the other tower runs AB.
-# The paper's claim (PAPER.md section 8): RINS helps language-supervised vision (+2% 0-shot ImageNet, B/16);
+# The paper's claim: RINS helps language-supervised vision (+2% 0-shot ImageNet, B/16);
 # which tower it used is unknown, so run all three:
 # python train.py config/siglip_fashion_rins.py                      # image tower
 # python train.py config/siglip_fashion_rins.py --rins_tower=text --out_dir=out/siglip_fashion_rins_text

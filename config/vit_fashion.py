@@ -1,4 +1,4 @@
-# ViT on Fashion-MNIST, baseline: RINS's negative control (PAPER.md section 8). 4 pre-LN layers, d=64,
+# ViT on Fashion-MNIST, baseline: RINS's negative control in the paper. 4 pre-LN layers, d=64,
 # 7x7 patches (16 per image, mean-pooled), 4e12 training FLOPs; config/vit_fashion_rins.py is its A^2B twin.
 # Expected: the twin is no better (the paper finds no RINS gain for supervised image classification).
 # python prepare.py fashion_mnist && python train.py config/vit_fashion.py

@@ -1,6 +1,6 @@
 # ViT on Fashion-MNIST, RINS A^2B: config/vit_fashion.py with layers 0-1 run twice (6 of 4 layers,
 # 1.5x the block FLOPs per image), at the same 4e12-FLOP budget, so it sees ~1/3 fewer images.
-# Expected: no better than the baseline (PAPER.md section 8: the negative control); scored at r = 1, 2, 3.
+# Expected: no better than the baseline (the paper's negative control); scored at r = 1, 2, 3.
 # python prepare.py fashion_mnist && python train.py config/vit_fashion_rins.py
 # Device: CPU, 2 cores; measured results and wall time: see the issue-7 report / README.
 out_dir = "out/vit_fashion_rins"
