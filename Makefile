@@ -17,10 +17,17 @@ test: .venv/.installed
 	.venv/bin/ruff check .
 	HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 $(PY) -m pytest -q test_*.py
 
+# the arena's model S on english_char: baseline and A^2B at 1e13 FLOPs, side by side (--jobs 2), then the
+# comparison, per-application diagnostics of both models and a sample; about 6-7 minutes on 2 CPU cores
+DEMO := runs/demo
 demo: .venv/.installed
-	$(PY) prepare.py shakespeare_char
-	$(PY) compare.py config/shakespeare_baseline.py config/shakespeare_rins.py --budgets 2.5e13 --out runs/demo
-	$(PY) sample.py --out_dir=runs/demo/shakespeare_rins/b2.5e13_s0 --num_samples=1 --max_new_tokens=200
+	$(PY) prepare.py english_char
+	$(PY) compare.py config/arena_baseline.py config/arena_rins.py --budgets 1e13 --jobs 2 --out $(DEMO) --n_boot 200
+	$(PY) diagnose.py --out_dir=$(DEMO)/arena_baseline/b1e13_s0
+	$(PY) diagnose.py --out_dir=$(DEMO)/arena_rins/b1e13_s0
+	$(PY) sample.py --out_dir=$(DEMO)/arena_rins/b1e13_s0 --num_samples=1 --max_new_tokens=200 --start="The "
+	@grep -A4 "^## Runs" $(DEMO)/results.md
+	@echo "plots: $(DEMO)/*.png and $(DEMO)/arena_*/b1e13_s0/diagnose_r*.png; tables: $(DEMO)/results.md"
 
 clean:
 	rm -rf .venv runs out

@@ -165,6 +165,16 @@ def lr_edge(lr, lrs):
     return ("edge: best lr is the largest tried" if lr == lrs[-1] else
             "edge: best lr is the smallest tried" if lr == lrs[0] else "")
 
+def grid_note(best, label, budget):
+    """lr_edge of a (variant, budget), except that a single lr which won inside a grid at another budget of the
+    same variant counts as tuned: the usual protocol sweeps lrs at one budget and reuses the winner."""
+    lr, tried = best[label, budget]
+    note = lr_edge(lr, tried)
+    if note == "one lr tried" and any(k[0] == label and v[0] == lr and len(v[1]) > 1 and not lr_edge(*v)
+                                      for k, v in best.items()):
+        return ""
+    return note
+
 def recipe(done, baseline, kind):
     """{(label, budget): (lr, [runs])}, lr picked on val. 'shared': every variant at the baseline's best lr at
     that budget (the paper's protocol; a variant without a run at that lr is left out); 'own': each at its own."""
@@ -282,7 +292,7 @@ def verdict(runs, variant, baseline, kind="shared"):
     for label in (variant, baseline) if kind == "own" else (baseline,):
         edges = collections.defaultdict(list)
         for b in budgets:
-            edges[lr_edge(*best[label, b])].append(fmt_budget(b) if b else "-")
+            edges[grid_note(best, label, b)].append(fmt_budget(b) if b else "-")
         why += [f"{label}: {e} at {', '.join(bs)}" for e, bs in edges.items() if e]
     n_rising = sum(rises_at_end(r) for r in used)
     why += [f"val loss rises over the last 20% of {n_rising} run(s)"] * bool(n_rising)
@@ -546,10 +556,11 @@ def runs_table(done, metrics, key):
     return ["## Runs (mean over seeds)", ""] + md_table(cols, rows)
 
 def lr_table(done):
-    rows = []
-    for (label, budget), (lr, tried) in best_lrs(done).items():
+    rows, best = [], best_lrs(done)
+    for (label, budget), (lr, tried) in best.items():
         losses = ", ".join(f"{k:g}: {v:.4f}" for k, v in sorted(tried.items()))
-        rows.append([label, fmt_budget(budget) if budget else "-", losses, f"{lr:g}", lr_edge(lr, tried) or "inside"])
+        note = grid_note(best, label, budget) or ("inside" if len(tried) > 1 else "tuned at another budget")
+        rows.append([label, fmt_budget(budget) if budget else "-", losses, f"{lr:g}", note])
     return (["## Learning rate, chosen on val (mean final val loss over seeds)", ""]
             + md_table(["variant", "budget", "val loss per lr", "best lr", "grid"], rows))
 

@@ -103,6 +103,13 @@ def test_shared_and_own_recipes_pick_lrs_and_flag_the_edge(tmp_path):
     assert compare.lr_edge(4e-3, best["rins", 1e13][1]) == "edge: best lr is the largest tried"
     assert compare.lr_edge(2e-3, best["rins", 1e13][1]) == ""
     assert compare.lr_edge(2e-3, [2e-3]) == "one lr tried"
+    # one lr at another budget: tuned when it won inside a grid elsewhere, else not
+    write_run(tmp_path, "baseline", BASE, 4e13, 0, 2.9, lr=2e-3)
+    write_run(tmp_path, "rins", RINS, 4e13, 0, 2.9, lr=2e-3)
+    best = compare.best_lrs(load(tmp_path))
+    assert compare.grid_note(best, "baseline", 4e13) == "" and compare.grid_note(best, "rins", 4e13) == "one lr tried"
+    assert compare.grid_note(best, "rins", 1e13) == "edge: best lr is the smallest tried"
+    done = [r for r in load(tmp_path) if r["budget"] == 1e13]
     # the variant wins under its own recipe and loses under the baseline's
     key = compare.loss_key(done)
     assert key == "test_loss"
