@@ -421,7 +421,7 @@ def plot_delta(sels, baseline, key, style, tuned, path):
     """Sorted dot plot of the paired difference vs baseline, best on top: a panel per budget, a row per recipe."""
     budgets = sorted({b for sel in sels.values() for (_, b) in sel}, key=lambda b: b or 0)
     n_var = len({v for sel in sels.values() for (v, _) in sel})
-    fig, axes = figure(len(sels), len(budgets), w=4.8, h=1.8 + 0.35 * n_var)
+    fig, axes = figure(len(sels), len(budgets), w=max(4.8, 10 / len(budgets)), h=1.8 + 0.35 * n_var)  # titles fit
     for row, (kind, sel) in zip(axes, sels.items()):
         for ax, b in zip(row, budgets):
             items = []
@@ -446,7 +446,7 @@ def plot_delta(sels, baseline, key, style, tuned, path):
             ax.set_title(f"budget {fmt_budget(b) if b else '-'} FLOPs" + (f"\n{lr_note}" if tuned else ""),
                          fontsize="medium")
     fig.suptitle(f"{setting([r for sel in sels.values() for _, rs in sel.values() for r in rs])}: "
-                 f"final {key.replace('_', ' ')} minus {baseline}'s, same seed (below 0: better)")
+                 f"\nfinal {key.replace('_', ' ')} minus {baseline}'s, same seed (below 0: better)")
     fig.supxlabel(f"Δ {key.replace('_', ' ')} vs {baseline}: paired mean with 95% t-interval; |: single seeds")
     save(fig, path)
 
