@@ -11,7 +11,7 @@ Sweep and compare nanoRINS runs at matched training FLOPs.
                                              mean over seeds with a min-max band
      final_loss.png          sorted dot plot of the final loss minus the baseline's, paired by seed
                              (mean, 95% t-interval, single seeds), a panel per budget, a row per lr recipe
-     loss_vs_r_eval.png      final val metric vs inference depth r_eval, baseline as a line: the no-regret picture
+     loss_vs_eval_r.png      final val metric vs inference depth r (eval_r), baseline as a line: the no-regret picture
      scaling_fit_flops.png, scaling_fit_tokens.png
                              f(x) = beta*(x/x0)^-c + eps per variant (needs >= 5 budgets, else the reason),
                              curves extrapolated to 10x the largest x
@@ -50,7 +50,7 @@ from matplotlib import ticker
 
 from sweep import fmt_budget, read_log, sweep
 
-# logged final metrics, in display order; *_acc are higher-is-better, and each may have a per-r_eval dict '<name>_r'
+# logged final metrics, in display order; *_acc are higher-is-better, and each may have a per-eval_r dict '<name>_r'
 METRICS = {"val_loss": "val loss", "val_acc": "val accuracy", "zeroshot_acc": "0-shot accuracy"}
 
 # -----------------------------------------------------------------------------
@@ -450,10 +450,10 @@ def plot_delta(sels, baseline, key, style, tuned, path):
     fig.supxlabel(f"Δ {key.replace('_', ' ')} vs {baseline}: paired mean with 95% t-interval; |: single seeds")
     save(fig, path)
 
-def plot_r_eval(done, metrics, style, baseline, title, path):
+def plot_eval_r(done, metrics, style, baseline, title, path):
     ms = [m for m in metrics if any(len(r["final"].get(m + "_r", {})) > 1 for r in done)]
     if not ms:
-        print("no run logged several r_eval: skipping loss_vs_r_eval.png")
+        print("no run logged several eval_r: skipping loss_vs_eval_r.png")
         return
     g = groups(done)
     budgets = sorted({b for _, b in g}, key=lambda b: b or 0)
@@ -482,7 +482,7 @@ def plot_r_eval(done, metrics, style, baseline, title, path):
             ax.errorbar([int(k) for k in ks], mu, yerr=np.nan_to_num(h), capsize=3, ls=st["ls"], **marker_kw(st))
             shown.setdefault(label, handle(st, label))
         ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
-        ax.set(xlabel="r_eval (inference rounds)", ylabel=f"final {METRICS[m]}",
+        ax.set(xlabel="r at inference (eval_r)", ylabel=f"final {METRICS[m]}",
                title=f"budget {fmt_budget(b) if b else '-'} FLOPs")
     fig.suptitle(title)
     legend(fig, [shown[v] for v in sorted(shown)])
@@ -535,7 +535,7 @@ def runs_table(done, metrics, key):
     cols += ["test loss (± 95% CI)"] * (key == "test_loss")
     split = key.split("_")[0]
     cols += ["tokens", "FLOPs (% of budget)", "tokens/param", "epochs", "clipped steps", "grad norm (mean, max)",
-             f"{split} loss @ r_eval=1", f"{split} loss @ r_train"]
+             f"{split} loss @ r=1", f"{split} loss @ trained r"]
     rows = []
     for (label, budget, lr), rs in by_config(done).items():
         row = [label, fmt_budget(budget) if budget else "-", f"{lr:g}" if lr else "-", str(len(rs))]
@@ -663,8 +663,8 @@ def analyse(dirs, plots_dir, labels=None, baseline=None, n_boot=1000, seed=0):
     sels = {k: recipe(done, baseline, k) for k in kinds}
     if baseline:
         plot_delta(sels, baseline, key, style, tuned, os.path.join(plots_dir, "final_loss.png"))
-    plot_r_eval([r for _, rs in own.values() for r in rs], metrics, style, baseline, title,
-                os.path.join(plots_dir, "loss_vs_r_eval.png"))
+    plot_eval_r([r for _, rs in own.values() for r in rs], metrics, style, baseline, title,
+                os.path.join(plots_dir, "loss_vs_eval_r.png"))
     fits, refused = fit_all(sels[kinds[0]], key, style, n_boot, seed, plots_dir)
     table = results_md(runs, metrics, baseline, key, kinds, fits, refused)
     print(table)

@@ -240,7 +240,7 @@ def test_no_run_regenerates_everything_from_logs(tmp_path, capsys):
                               + 0.002 * (s - 1), lr=lr, train_tokens=10 ** 6)
     compare.main(["--out", str(tmp_path / "sweep"), "--no-run", "--n_boot", "20", "--label", "rins=RINS A2B"])
     out = tmp_path / "sweep"
-    for name in ("loss_vs_flops", "loss_vs_tokens", "final_loss", "loss_vs_r_eval", "scaling_fit_flops",
+    for name in ("loss_vs_flops", "loss_vs_tokens", "final_loss", "loss_vs_eval_r", "scaling_fit_flops",
                  "scaling_fit_tokens"):
         p = out / f"{name}.png"
         assert p.read_bytes()[:4] == b"\x89PNG" and p.stat().st_size > 5000, name
@@ -264,7 +264,7 @@ def test_no_run_regenerates_everything_from_logs(tmp_path, capsys):
     half = 4.302653 * 0.002 / math.sqrt(3)  # t(0.975, 2 dof) * sd / sqrt(3) of seeds at -0.002, 0, +0.002
     assert cells[5] == f"{want:.4f} ± {half:.4f}" and cells[8] == "1600" and cells[9] == "16"  # tokens/param, epochs
     assert cells[10] == "20%" and cells[11] == "1.55, 3"  # clipped: half the steps of 40%; grad norm mean, max
-    assert cells[12] == f"{want + 0.5:.4f}" and cells[13] == f"{want:.4f}"  # test loss at r_eval=1 and r_train=2
+    assert cells[12] == f"{want + 0.5:.4f}" and cells[13] == f"{want:.4f}"  # test loss at r=1 and the trained r=2
     assert "| RINS A2B | shared | gets ahead at " in md
     assert "| RINS A2B | shared | better | 1.6e13 |" in md
     fit_rows = [line for line in sections[-1].splitlines() if line.startswith("| RINS A2B |")]
