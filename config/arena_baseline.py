@@ -1,7 +1,8 @@
 # Arena baseline AB: the plain 4-layer GPT every arena variant is measured against.
 # Model S of the character-level arena: 4 layers, d=64, context 128, batch 32 (~0.2M non-embedding
 # parameters; the 96-symbol head is ~2% of the training FLOPs). Data: python prepare.py english_char.
-# python compare.py config/arena_*.py --budgets 6.25e12,1.25e13,2.5e13,5e13,1e14 --lrs 1e-3,2e-3,4e-3 \
+# The sweep behind README's arena table (its exact commands are in README; logs in results/arena_s):
+# python compare.py config/arena_baseline.py config/arena_rins.py --budgets 1.25e13 --lrs 1e-3,2e-3,4e-3,8e-3,1.6e-2 \
 #     --out results/arena_s
 out_dir = "out/arena_baseline"
 dataset = "english_char"
