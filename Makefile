@@ -26,7 +26,7 @@ demo: .venv/.installed
 	$(PY) diagnose.py --out_dir=$(DEMO)/arena_baseline/b1e13_s0
 	$(PY) diagnose.py --out_dir=$(DEMO)/arena_rins/b1e13_s0
 	$(PY) sample.py --out_dir=$(DEMO)/arena_rins/b1e13_s0 --num_samples=1 --max_new_tokens=200 --start="The "
-	@grep -A4 "^## Runs" $(DEMO)/results.md
+	@grep -A5 "^## Runs" $(DEMO)/results.md
 	@echo "plots: $(DEMO)/*.png and $(DEMO)/arena_*/b1e13_s0/diagnose_r*.png; tables: $(DEMO)/results.md"
 
 clean:

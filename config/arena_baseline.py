@@ -4,6 +4,7 @@
 # The sweep behind README's arena table (its exact commands are in README; logs in results/arena_s):
 # python compare.py config/arena_baseline.py config/arena_rins.py --budgets 1.25e13 --lrs 1e-3,2e-3,4e-3,8e-3,1.6e-2 \
 #     --out results/arena_s
+# make demo (1e13 FLOPs; 2026-12-01, 2-core CPU, 3.5 min): test loss 1.746 (A^2B: 1.848).
 out_dir = "out/arena_baseline"
 dataset = "english_char"
 n_layer = 4

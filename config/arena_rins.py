@@ -2,6 +2,7 @@
 # Model S of the character-level arena: 4 layers, d=64, context 128, batch 32 (~0.2M non-embedding
 # parameters; the 96-symbol head is ~2% of the training FLOPs). Data: python prepare.py english_char.
 # python train.py config/arena_rins.py --flop_budget=1.25e13
+# make demo (1e13 FLOPs; 2026-12-01, 2-core CPU, 3.9 min): test loss 1.848 (baseline: 1.746).
 out_dir = "out/arena_rins"
 dataset = "english_char"
 n_layer = 4
