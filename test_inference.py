@@ -6,10 +6,7 @@ Tests of inference as bench.py measures it: the teacher-forced loss through the 
 """
 
 import json
-import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,26 +14,14 @@ import torch
 
 from bench import teacher_forced_loss
 from checkpoint import save_checkpoint
-from model import GPT, GPTConfig
+from conftest import TINY, cli, tiny_gpt
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TINY = dict(n_layer=4, n_head=2, n_embd=32, block_size=16, vocab_size=11)
-
-
-def tiny_gpt(seed=0, **kw):
-    torch.manual_seed(seed)
-    return GPT(GPTConfig(**(TINY | kw))).eval()
+V = 11  # a small vocabulary: the bench tables stay fast
 
 
 def windows(seed=1, B=3, T=16):
-    tokens = torch.randint(TINY["vocab_size"], (B, T + 1), generator=torch.Generator().manual_seed(seed))
+    tokens = torch.randint(V, (B, T + 1), generator=torch.Generator().manual_seed(seed))
     return tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
-
-
-def bench(*argv: str) -> subprocess.CompletedProcess:
-    env = os.environ | {"OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "bench.py", *argv], cwd=HERE, capture_output=True, text=True, env=env,
-                          timeout=300)
 
 
 def table(stdout: str) -> list[dict[str, str]]:
@@ -49,7 +34,7 @@ def table(stdout: str) -> list[dict[str, str]]:
 @pytest.mark.parametrize("kw", [dict(signature="A^rB", r=2), dict(signature="(AB)^r", r=3), {}],
                          ids=["rins", "rao", "base"])
 def test_cached_loss_equals_the_parallel_forward(kw):
-    model, (x, y) = tiny_gpt(**kw), windows()
+    model, (x, y) = tiny_gpt(vocab_size=V, **kw), windows()
     with torch.no_grad():
         _, parallel = model(x, y)
     cached, stored = teacher_forced_loss(model, x, y)
@@ -58,7 +43,7 @@ def test_cached_loss_equals_the_parallel_forward(kw):
 
 
 def test_shared_kv_changes_the_loss_at_r2_and_saves_memory():
-    model, (x, y) = tiny_gpt(signature="A^rB", r=2), windows()
+    model, (x, y) = tiny_gpt(vocab_size=V, signature="A^rB", r=2), windows()
     (none, full), (first, first_b), (last, last_b) = (teacher_forced_loss(model, x, y, 2, s)
                                                       for s in ("none", "first", "last"))
     assert abs(first - none) > 1e-4 and abs(last - none) > 1e-4 and abs(first - last) > 1e-4
@@ -68,7 +53,7 @@ def test_shared_kv_changes_the_loss_at_r2_and_saves_memory():
 
 @pytest.mark.parametrize("share", ["first", "last"])
 def test_shared_kv_is_exact_at_r1(share):
-    model, (x, y) = tiny_gpt(signature="A^rB", r=2), windows()
+    model, (x, y) = tiny_gpt(vocab_size=V, signature="A^rB", r=2), windows()
     assert teacher_forced_loss(model, x, y, 1, share) == teacher_forced_loss(model, x, y, 1, "none")
 
 
@@ -78,17 +63,18 @@ def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("kv")
     data = root / "data" / "tiny"
     data.mkdir(parents=True)
-    np.random.default_rng(0).integers(TINY["vocab_size"], size=500).astype(np.uint16).tofile(data / "val.bin")
-    (data / "meta.json").write_text(json.dumps(dict(tokenizer="char", vocab_size=TINY["vocab_size"])))
-    model, run = tiny_gpt(signature="A^rB", r=2), root / "rins"
+    np.random.default_rng(0).integers(V, size=500).astype(np.uint16).tofile(data / "val.bin")
+    (data / "meta.json").write_text(json.dumps(dict(tokenizer="char", vocab_size=V)))
+    model, run = tiny_gpt(vocab_size=V, signature="A^rB", r=2), root / "rins"
     run.mkdir()
-    save_checkpoint(dict(model=model.state_dict(), model_args=TINY | dict(signature="A^rB", r=2), iter_num=0,
+    args = TINY | dict(vocab_size=V, signature="A^rB", r=2)
+    save_checkpoint(dict(model=model.state_dict(), model_args=args, iter_num=0,
                          config=dict(dataset="tiny", data_dir=str(root / "data"))), str(run / "ckpt.pt"))
     return run
 
 
 def test_bench_kv_prints_the_table(tiny_run):
-    out = bench("--kv", str(tiny_run), "--eval_r=[1,2]", "--windows=2", "--new_tokens=8", "--repeats=1")
+    out = cli("bench.py", "--kv", str(tiny_run), "--eval_r=[1,2]", "--windows=2", "--new_tokens=8", "--repeats=1")
     assert out.returncode == 0, out.stderr
     rows = table(out.stdout)
     assert [(row["r"], row["kv_share"]) for row in rows] == [(r, s) for r in "12" for s in ("none", "first", "last")]
@@ -107,8 +93,8 @@ def test_bench_kv_prints_the_table(tiny_run):
 
 
 def test_bench_generate_prints_cache_against_recompute():
-    out = bench("--generate", "--n_layer=2", "--n_head=2", "--n_embd=16", "--block_size=16", "--vocab_size=11",
-                "--new_tokens=8", "--repeats=1")
+    out = cli("bench.py", "--generate", "--n_layer=2", "--n_head=2", "--n_embd=16", "--block_size=16",
+              f"--vocab_size={V}", "--new_tokens=8", "--repeats=1")
     assert out.returncode == 0, out.stderr
     rows = table(out.stdout)
     assert [(row["model"], row["method"]) for row in rows] == [
@@ -127,5 +113,5 @@ def test_bench_generate_prints_cache_against_recompute():
     (["--kv", "no_such_dir"], "'no_such_dir' is not a run directory"),
 ])
 def test_bad_input_is_one_line(argv, message):
-    out = bench(*argv)
+    out = cli("bench.py", *argv)
     assert out.returncode != 0 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
