@@ -295,7 +295,7 @@ def gather_rng() -> list:  # every rank's dropout/noise RNG state, so a resumed 
     return states
 
 @torch.no_grad()
-def estimate_val_loss(batches: list) -> tuple[dict, dict]:
+def estimate_loss(batches: list) -> tuple[dict, dict]:
     """Loss (averaged over the ranks' slices) and, for images, accuracy over fixed batches at every depth in rs."""
     raw_model.eval()
     losses, accs = {}, {}
@@ -380,13 +380,13 @@ while True:
         group["lr"] = lr
     last = iter_num == max_iters
     if (iter_num % eval_interval == 0 or last) and not skip_eval:
-        losses, accs = estimate_val_loss(val_batches)
+        losses, accs = estimate_loss(val_batches)
         train_loss = mean_over_ranks([loss_sum])[0] / loss_count if loss_count else None
         loss_sum, loss_count = 0.0, 0
         if not all(math.isfinite(v) for v in losses.values()):
             fail(f"validation loss is not finite at iter {iter_num} ({losses}); stopping. "
                  f"{last_good()}; lower learning_rate and resume with --init_from=resume")
-        test = estimate_val_loss(test_batches)[0] if last and test_batches else None
+        test = estimate_loss(test_batches)[0] if last and test_batches else None
         grads = {"grad_norm": sum(grad_norms) / len(grad_norms), "grad_norm_max": max(grad_norms),
                  "clip_frac": sum(g > grad_clip for g in grad_norms) / len(grad_norms) if grad_clip > 0 else 0.0
                  } if grad_norms else {}
