@@ -34,10 +34,10 @@ ROUND_COLOURS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:olive", 
 def segments(model, r: int | None = None) -> list[tuple[str, list[int]]]:
     """The plan as named runs of physical block indices: prelude, round 1..r of the unit, coda."""
     plan = model.plan
-    plan.describe(r)  # checks an r override against the plan (one-line ValueError)
+    r = plan.check_r(r)  # the configured r, or an override the plan accepts (else a one-line ValueError)
     if not plan.recursive:
         return [("single pass", plan.pre)]
-    rounds = [(f"round {k + 1}", plan.unit) for k in range(model.config.r if r is None else r)]
+    rounds = [(f"round {k + 1}", plan.unit) for k in range(r)]
     return [(name, layers) for name, layers in [("prelude", plan.pre), *rounds, ("coda", plan.post)] if layers]
 
 
