@@ -180,12 +180,12 @@ class Plan:
                              "state_init and bptt_rounds must keep their defaults; recurse with e.g. A^rB")
         if c.state_init == "noise" and c.injection == "none":
             raise ValueError("state_init='noise' discards the stream unless injection is 'add' or 'concat'")
-        self.pre, self.unit, self.post = (self._expand(part, 0, c.n_layer, c.degree) for part in self.letters)
+        self.pre, self.unit, self.post = (self.expand(part, 0, c.n_layer, c.degree) for part in self.letters)
         self.max_r = {"fixed": c.r, "binomial": c.r, "poisson": 4 * c.r}[c.round_sampler]  # poisson: Huginn's cap
         self.sampled, self.adapted = c.round_sampler != "fixed", c.adapter != "none"  # adapters: max_r rounds only
         self.round_probs = self._round_distribution(c.round_sampler, c.stochastic_p)  # {r: probability} in training
 
-    def _expand(self, letters: str, lo: int, hi: int, degree: int) -> list[int]:
+    def expand(self, letters: str, lo: int, hi: int, degree: int) -> list[int]:
         """Letters -> layers of [lo, hi); at degree d > 1 each letter becomes the degree d-1 plan of its slice."""
         total = sum(self.weights)
         if (hi - lo) % total:
@@ -198,7 +198,7 @@ class Plan:
             if degree == 1:
                 layers += range(a, b)
             else:
-                pre, unit, post = (self._expand(part, a, b, degree - 1) for part in self.letters)
+                pre, unit, post = (self.expand(part, a, b, degree - 1) for part in self.letters)
                 layers += pre + unit * self.r + post
         return layers
 

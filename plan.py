@@ -11,7 +11,6 @@ the prelude, each round of the '^r' unit and the coda; the title gives FLOPs per
 """
 
 import argparse
-import itertools
 import sys
 
 import matplotlib
@@ -20,9 +19,8 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 from matplotlib.patches import FancyArrowPatch, Patch, Rectangle
 
-from model import GPT, GPTConfig
+from model import GPT, GPTConfig, LETTERS
 
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 # signature, family, extra config; drawn with n_layer=4, r=3 so each round is short and three of them are visible
 GALLERY = [("AB", "baseline", {}), ("A^rB", "RINS", {}), ("(AB)^r", "RAO (repeat all over)", {}),
            ("AB^r", "late-half recursion", {}), ("blockwise", "MobileLLM block-wise sharing", {}),
@@ -52,23 +50,19 @@ def colour(segment: str) -> str:
     return {"prelude": "tab:gray", "coda": "tab:purple", "single pass": "tab:gray"}[segment]
 
 
-def block_letters(config) -> list[str]:
+def block_letters(plan) -> list[str]:
     """Each physical block's letter; at degree d > 1 the letters of every nesting level ('AB' = B inside A)."""
-    if config.signature in ("blockwise", "reverse"):
-        return list(LETTERS[:config.n_layer])
-    n_letters = len(set(filter(str.isupper, config.signature)))
-    weights = [int(w) for w in config.partition.split(":")] if config.partition else [1] * n_letters
-    names = [""] * config.n_layer
+    names = [""] * plan.n_layer
 
-    def split(lo: int, hi: int, degree: int):  # the same slicing as the model's plan builder
-        bounds = [lo + (hi - lo) // sum(weights) * w for w in itertools.accumulate(weights, initial=0)]
-        for letter, a, b in zip(LETTERS, bounds, bounds[1:]):
-            for i in range(a, b):
+    def split(lo: int, hi: int, degree: int):
+        for letter in LETTERS[:len(plan.weights)]:
+            part = plan.expand(letter, lo, hi, 1)  # the model's own slicing of [lo, hi)
+            for i in part:
                 names[i] += letter
             if degree > 1:
-                split(a, b, degree - 1)
+                split(part[0], part[-1] + 1, degree - 1)
 
-    split(0, config.n_layer, config.degree)
+    split(0, plan.n_layer, plan.degree)
     return names
 
 
@@ -82,7 +76,7 @@ def summary(model, r: int | None = None) -> str:
 
 def draw(ax, model, r: int | None = None, title: str = "", columns: int = 0):
     """Rows = physical blocks, columns = applications; `columns` fixes the x extent so several panels share a scale."""
-    apps, names = applications(model, r), block_letters(model.config)
+    apps, names = applications(model, r), block_letters(model.plan)
     L, N = model.config.n_layer, len(apps)
     w, h = 0.7, 0.62  # application box size (column and row pitch are 1)
     runs = [sum(j == i for j, _ in apps) for i in range(L)]

@@ -14,7 +14,7 @@ import diagnose
 import plan
 from checkpoint import save_checkpoint
 from conftest import batch, cli, read_log, tiny_gpt, train
-from model import GPTConfig
+from model import GPTConfig, Plan
 
 SIGNATURES = {"rins": dict(signature="A^rB", r=2), "rao": dict(signature="(AB)^r", r=3), "base": {},
               "latent": dict(signature="AB^rC", partition="1:2:1", r=2), "reverse": dict(signature="reverse")}
@@ -113,10 +113,11 @@ def test_plan_gallery_writes_one_png(tmp_path, capsys):
 
 
 def test_plan_letters_follow_partition_and_degree():
-    assert plan.block_letters(GPTConfig(n_layer=4, signature="AB^rC", partition="1:2:1")) == ["A", "B", "B", "C"]
-    assert plan.block_letters(GPTConfig(n_layer=8, signature="A^rB", degree=2)) == ["AA", "AA", "AB", "AB",
-                                                                                     "BA", "BA", "BB", "BB"]
-    assert plan.block_letters(GPTConfig(n_layer=3, signature="reverse")) == ["A", "B", "C"]
+    letters = lambda **kw: plan.block_letters(Plan(GPTConfig(**kw)))
+    assert letters(n_layer=4, signature="AB^rC", partition="1:2:1") == ["A", "B", "B", "C"]
+    assert letters(n_layer=8, signature="A^rB", degree=2) == ["AA", "AA", "AB", "AB", "BA", "BA", "BB", "BB"]
+    assert letters(n_layer=3, signature="reverse") == ["A", "B", "C"]
+    assert letters(n_layer=4, signature="blockwise") == ["A", "B", "C", "D"]
 
 
 @pytest.mark.parametrize("args,fragment", [(["AB", "--r=2"], "has no '^r' unit"), (["A^rB", "--r=0"], "need r >= 1"),
