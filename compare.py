@@ -17,6 +17,8 @@ Sweep and compare nanoRINS runs at matched training FLOPs.
                              curves extrapolated to 10x the largest x
      results.md              the tables, also printed: runs; lr per variant and budget; Δ vs baseline per
                              recipe; crossing budgets; verdicts; fits
+   --sizes DIR DIR...: one sweep dir per model size instead; sizes.md and sizes.png give each recursive
+   variant's paired gap to its baseline per size at equal FLOPs and at equal tokens per parameter.
    A variant is the config file stem (the run dir's parent folder), renamed by --label stem=name; a run
    is keyed by (variant, budget, lr, seed), with lr the config's learning_rate. Only finished runs
    enter the final tables and fits. The lr of each (variant, budget) is chosen by mean final val loss
@@ -32,6 +34,7 @@ Examples:
   python compare.py config/baseline_small.py config/rins_small.py --budgets 2e13,4e13,8e13 --seeds 0,1,2 --out runs/demo
   python compare.py config/rins_small.py --budgets 2e13 --lrs 1e-3,2e-3,4e-3 --seeds 0,1 --jobs 2 --out runs/lr
   python compare.py --out runs/demo --no-run          # analyse what is there
+  python compare.py --sizes results/arena_s results/arena_m --plots_dir results/sizes
   python compare.py --runs runs/a/rins_small/b2e13_s0 runs/b/baseline_small/b2e13_s0 --plots_dir plots
 """
 import argparse
@@ -631,6 +634,90 @@ def results_md(runs, metrics, baseline, key, kinds, fits, refused):
     lines += [f"- {label}: {why}" for label, why in refused.items()]
     return "\n".join(lines) + "\n"
 
+# -----------------------------------------------------------------------------
+# model sizes: is the gap to the baseline larger for a smaller model? (one sweep dir per size)
+
+SIZE_MARKERS = "osDv^"
+
+def logged_dirs(out):
+    return [os.path.dirname(p) for p in glob.glob(os.path.join(out, "**", "log.jsonl"), recursive=True)]
+
+def size_gaps(sweeps, labels):
+    """Per sweep (one model size): its baseline's non-embedding params and, per recursive variant, the points
+    (budget, the baseline's tokens/param there, paired Δ vs the baseline) under the shared recipe.
+    The baseline's tokens/param marks how long the pair trained (a recursive arm sees fewer tokens)."""
+    out = {}
+    for d in sweeps:
+        done = [r for r in load_runs(logged_dirs(d), labels) if r["final"]]
+        base = next((r["label"] for r in sorted(done, key=lambda r: r["label"]) if is_baseline(r["cfg"])), None)
+        if base is None:
+            raise SystemExit(f"compare.py: --sizes: no finished baseline run under {d}")
+        key, sel = loss_key(done), recipe(done, base, "shared")
+        gaps, cfgs = collections.defaultdict(list), {}
+        for (label, b), (lr, rs) in sorted(sel.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
+            diff = paired_diff(rs, sel[base, b][1], key) if label != base and b else dict(n=0)
+            if diff["n"]:
+                gaps[label].append((b, regime(sel[base, b][1])[0], diff))
+                cfgs[label] = rs[0]["cfg"]
+        n_params = next(r["n_params"] for r in done if r["label"] == base)
+        out[os.path.basename(os.path.normpath(d))] = dict(n_params=n_params, key=key, gaps=dict(gaps), cfgs=cfgs)
+    return dict(sorted(out.items(), key=lambda kv: kv[1]["n_params"]))  # smallest model first
+
+def sizes_md(sizes):
+    name = lambda s: f"{s} ({sizes[s]['n_params'] / 1e6:.2g}M params)"
+    rows, flops_rows, tok_rows = [], [], []
+    variants = sorted({v for s in sizes.values() for v in s["gaps"]})
+    for v in variants:
+        for s, info in sizes.items():
+            for b, tpp, d in info["gaps"].get(v, []):
+                rows.append([v, name(s), fmt_budget(b), f"{tpp:.3g}", str(d["n"]), fmt_diff(d)])
+        have = [s for s in sizes if v in sizes[s]["gaps"]]
+        for small, large in zip(have, have[1:]):
+            ps, pl = ({b: (t, d) for b, t, d in sizes[s]["gaps"][v]} for s in (small, large))
+            for b in sorted(set(ps) & set(pl)):
+                flops_rows.append([v, fmt_budget(b), f"{small} vs {large}", fmt_diff(ps[b][1]), fmt_diff(pl[b][1]),
+                                   f"{ps[b][1]['mean'] - pl[b][1]['mean']:+.4f}"])
+            lt = np.log([t for t, _ in ps.values()])
+            mu = [d["mean"] for t, d in ps.values()]
+            for b, (t, d) in sorted(pl.items()):
+                if lt.min() <= np.log(t) <= lt.max():  # interpolate the smaller model's gap, never extrapolate
+                    order = np.argsort(lt)
+                    at = float(np.interp(np.log(t), lt[order], np.asarray(mu)[order]))
+                    tok_rows.append([v, f"{t:.3g}", f"{small} vs {large}", f"{at:+.4f} (interpolated)",
+                                     f"{fmt_diff(d)} at {fmt_budget(b)}", f"{at - d['mean']:+.4f}"])
+    cols = ["variant", "pair", "Δ smaller model", "Δ larger model", "smaller − larger"]
+    lines = ["## Δ vs the baseline by model size (shared recipe, "
+             f"{' / '.join(sorted({s['key'].split('_')[0] for s in sizes.values()}))} split; below 0: better)", ""]
+    lines += md_table(["variant", "sweep", "budget", "baseline tokens/param", "paired seeds",
+                       "Δ mean [95% t-interval]"], rows)
+    lines += ["", "## At equal FLOPs (budgets both sizes ran); smaller − larger < 0: the smaller model gains more", ""]
+    lines += md_table(["variant", "budget"] + cols[1:], flops_rows) if flops_rows else ["No budget in common."]
+    lines += ["", "## At equal tokens per parameter: the smaller model's Δ interpolated linearly in log "
+                  "tokens/param at the larger model's points (inside its range only)", ""]
+    lines += md_table(["variant", "tokens/param"] + cols[1:], tok_rows) if tok_rows else [
+        "No overlap: the larger model never trained as many tokens per parameter as the smaller one's shortest run."]
+    return "\n".join(lines) + "\n"
+
+def plot_sizes(sizes, path):
+    style = styles([dict(label=v, cfg=c) for s in sizes.values() for v, c in s["cfgs"].items()])
+    fig, axes = figure(1, 2, w=6, h=4.5)
+    shown = []
+    for (s, info), marker in zip(sizes.items(), SIZE_MARKERS):
+        for v, pts in info["gaps"].items():
+            b, t, d = zip(*pts)
+            mu = np.array([x["mean"] for x in d])
+            err = np.nan_to_num([mu - [x["lo"] for x in d], [x["hi"] for x in d] - mu])
+            for ax, x in zip(axes[0], (b, t)):
+                ax.errorbar(x, mu, yerr=err, capsize=3, marker=marker, color=style[v]["color"])
+            shown.append((plt.Line2D([], [], marker=marker, color=style[v]["color"]),
+                          f"{v}, {s} ({info['n_params'] / 1e6:.2g}M)"))
+    for ax, xl in zip(axes[0], ("training FLOPs", "baseline tokens per non-embedding parameter")):
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set(xscale="log", xlabel=xl, ylabel="Δ loss vs baseline (paired; below 0: better)")
+    fig.suptitle("The recursive variants' gap to the baseline, per model size")
+    legend(fig, shown)
+    save(fig, path)
+
 def analyse(dirs, plots_dir, labels=None, baseline=None, n_boot=1000, seed=0):
     runs = load_runs(dirs, labels or {})
     if not runs:
@@ -709,6 +796,8 @@ def main(argv=None):
     ap.add_argument("--slurm_cpus", type=int, help="CPU cores per run, also its thread count (default 8)")
     ap.add_argument("--no-run", action="store_true", help="only analyse the logs under --out")
     ap.add_argument("--runs", nargs="+", metavar="DIR", help="analyse these run dirs instead (no sweep)")
+    ap.add_argument("--sizes", nargs="+", metavar="DIR", help="compare the gap to the baseline across model sizes, "
+                                                              "one sweep dir (--out) per size: sizes.md, sizes.png")
     ap.add_argument("--plots_dir", help="where plots and results.md go (default: --out)")
     ap.add_argument("--label", action="append", default=[], metavar="STEM=NAME", help="rename a variant (repeatable)")
     ap.add_argument("--baseline", help="variant drawn as reference and diffed against "
@@ -721,6 +810,17 @@ def main(argv=None):
     if plots_dir is None:
         raise SystemExit("compare.py: no output directory; give --out or --plots_dir")
     labels = parse_pairs(args.label, "--label")
+    if args.sizes:
+        if len(args.sizes) < 2 or not all(os.path.isdir(d) for d in args.sizes):
+            raise SystemExit(f"compare.py: --sizes needs >= 2 sweep directories; got {' '.join(args.sizes)}")
+        os.makedirs(plots_dir, exist_ok=True)
+        sizes = size_gaps(args.sizes, labels)
+        text = sizes_md(sizes)
+        print(text)
+        with open(os.path.join(plots_dir, "sizes.md"), "w") as f:
+            f.write(text)
+        plot_sizes(sizes, os.path.join(plots_dir, "sizes.png"))
+        return
     if args.runs:
         dirs = args.runs
     else:
@@ -753,7 +853,7 @@ def main(argv=None):
                          gpus=1 if args.slurm_gpus is None else args.slurm_gpus)
             if not sweep(args.configs, budgets, seeds, overrides, args.out, lrs, args.jobs, args.launcher, slurm):
                 sys.exit(1)
-        dirs = [os.path.dirname(p) for p in glob.glob(os.path.join(args.out, "**", "log.jsonl"), recursive=True)]
+        dirs = logged_dirs(args.out)
     analyse(dirs, plots_dir, labels, args.baseline, args.n_boot, args.fit_seed)
 
 if __name__ == "__main__":

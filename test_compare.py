@@ -284,3 +284,29 @@ def test_too_few_budgets_refuse_the_fit_in_results(tmp_path):
     assert "inconclusive (baseline: one lr tried at 1e12, 2e12, 4e12; 2 paired seed(s) at 4e12, need >= 3)" in md
     with pytest.raises(SystemExit, match="--baseline nope is not a variant here"):
         compare.main(["--out", str(tmp_path / "sweep"), "--no-run", "--baseline", "nope"])
+
+
+def test_sizes_compare_the_gap_at_equal_flops_and_equal_tokens_per_param(tmp_path):
+    # S (10k params) trails its baseline by 0.1 at every budget, M (40k params) by 0.02; M's budgets are 2x S's,
+    # so its baseline tokens/param (0.05, 0.1, 0.2) overlaps S's (0.1, 0.2, 0.4) at 0.1 and 0.2.
+    for sweep, n_params, budgets, gap in (("s", 10_000, (1e9, 2e9, 4e9), -0.1), ("m", 40_000, (2e9, 4e9, 8e9), -0.02)):
+        for b in budgets:
+            for seed in (0, 1):
+                write_run(tmp_path / sweep, "base", BASE, b, seed, 2.0 + 0.01 * seed, n_params=n_params)
+                write_run(tmp_path / sweep, "rins", RINS, b, seed, 2.0 + 0.01 * seed + gap, n_params=n_params)
+    compare.main(["--sizes", str(tmp_path / "m"), str(tmp_path / "s"), "--plots_dir", str(tmp_path / "out")])
+    md = (tmp_path / "out" / "sizes.md").read_text()
+    assert (tmp_path / "out" / "sizes.png").stat().st_size > 0
+    equal_flops, equal_tokens = md.split("## At equal FLOPs")[1].split("## At equal tokens per parameter")
+    assert [line.split(" | ")[1] for line in equal_flops.splitlines() if line.startswith("| rins")] == ["2e9", "4e9"]
+    assert equal_flops.count("s vs m") == 2 and equal_flops.count("-0.0800 |") == 2  # smaller model listed first
+    rows = [line for line in equal_tokens.splitlines() if line.startswith("| rins")]
+    assert [row.split(" | ")[1] for row in rows] == ["0.1", "0.2"] and all("-0.0800 |" in row for row in rows)
+
+
+def test_sizes_need_two_sweeps_with_a_baseline(tmp_path):
+    write_run(tmp_path / "s", "rins", RINS, 1e9, 0, 2.0)
+    with pytest.raises(SystemExit, match="needs >= 2 sweep directories"):
+        compare.main(["--sizes", str(tmp_path / "s"), "--plots_dir", str(tmp_path / "out")])
+    with pytest.raises(SystemExit, match="no finished baseline run under"):
+        compare.main(["--sizes", str(tmp_path / "s"), str(tmp_path / "s"), "--plots_dir", str(tmp_path / "out")])
