@@ -51,6 +51,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib import ticker
 
+from model import parse_signature
 from sweep import fmt_budget, read_log, sweep
 
 # logged final metrics, in display order; *_acc are higher-is-better, and each may have a per-eval_r dict '<name>_r'
@@ -316,15 +317,6 @@ def verdict(runs, variant, baseline, kind="shared"):
 
 FAMILY_CMAP = dict(baseline="Greys", rins="Blues", rao="Reds", sharing="Greens", latent="Purples", other="Oranges")
 
-def expand(sig, r):
-    """Signature shorthand to letters: A^rB at r=2 -> AAB, (AB)^2 -> ABAB."""
-    s = sig.replace(" ", "").replace("^r", f"^{r}")
-    while True:
-        t = re.sub(r"\(([A-Z]+)\)\^(\d+)|([A-Z])\^(\d+)", lambda m: (m[1] or m[3]) * int(m[2] or m[4]), s)
-        if t == s:
-            return t
-        s = t
-
 def family(cfg):
     """baseline, rins (A^rB), rao ((AB)^r), sharing (blockwise, reverse, AB^r), latent (AB^rC, injection,
     noise state) or other."""
@@ -335,7 +327,11 @@ def family(cfg):
         return "sharing"
     if is_baseline(cfg):
         return "baseline"
-    letters = expand(sig, cfg.get("r", 1)) if cfg.get("degree", 1) == 1 else ""
+    try:
+        pre, unit, post = parse_signature(sig, cfg.get("n_layer", 1))
+    except ValueError:
+        return "other"
+    letters = pre + unit * cfg.get("r", 1) + post if cfg.get("degree", 1) == 1 else ""
     patterns = dict(rins="A+B", rao="(AB)+", sharing="AB+", latent="AB+C")
     return next((name for name, p in patterns.items() if re.fullmatch(p, letters)), "other")
 
