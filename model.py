@@ -435,9 +435,9 @@ class GPT(PlanModel):
                 caches[a + k * n:a + (k + 1) * n] = map(KVCache, caches[a + own * n:a + (own + 1) * n])
         return caches
 
-    def kv_cache_bytes_per_token(self, kv_share: str = "none", r: int | None = None) -> int:
-        stored = sum(c.owner is None for c in self.new_caches(r, kv_share))
-        return stored * 2 * self.config.n_embd * self.lm_head.weight.element_size()
+    def kv_cache_bytes_per_token(self, kv_share: str = "none", r: int | None = None, dtype=None) -> int:
+        stored = sum(c.owner is None for c in self.new_caches(r, kv_share))  # dtype: autocast's, else the weights'
+        return stored * 2 * self.config.n_embd * (dtype or self.lm_head.weight.dtype).itemsize
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,

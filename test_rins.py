@@ -347,6 +347,10 @@ def test_kv_cache_bytes_per_token():
         stored = sum(c.k.nbytes + c.v.nbytes for c in caches if c.owner is None)
         assert stored == model.kv_cache_bytes_per_token(kv_share) * x.numel()
     assert tiny_gpt(n_layer=8).kv_cache_bytes_per_token("first") == 8 * per_application  # nothing to share
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # keys and values come out of autocast's linears in bf16
+        _, caches = logits_token_by_token(model, x)
+    stored = sum(c.k.nbytes + c.v.nbytes for c in caches)
+    assert stored == model.kv_cache_bytes_per_token(dtype=torch.bfloat16) * x.numel() == 12 * per_application // 2 * 10
 
 
 def test_kv_share_errors_are_one_line():
