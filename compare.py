@@ -590,7 +590,9 @@ def crossing_rows(sel, baseline, key, kind):
 def results_md(runs, metrics, baseline, key, kinds, fits, refused):
     done = [r for r in runs if r["final"]]
     lines = [f"Analysis of {len(done)} finished runs ({len(runs) - len(done)} unfinished left out); "
-             f"baseline {baseline}; losses compared on the {key.split('_')[0]} split."]
+             f"baseline {baseline}; losses compared on the {key.split('_')[0]} split. Training wall time summed "
+             f"over the finished runs: {sum(r['final'].get('elapsed_s', 0) for r in done) / 3600:.1f} h "
+             "(of each run's last process, if it was resumed)."]
     if key == "val_loss":
         lines += ["", "Note: not every run logged a held-out test loss, so the comparisons below use val loss, "
                       "the split the learning rates were chosen on: an optimistic estimate for tuned variants."]
