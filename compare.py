@@ -11,6 +11,8 @@ Sweep and compare nanoRINS runs at matched training FLOPs.
                                              mean over seeds with a min-max band
      final_loss.png          sorted dot plot of the final loss minus the baseline's, paired by seed
                              (mean, 95% t-interval, single seeds), a panel per budget, a row per lr recipe
+     delta_vs_budget.png     the same paired differences (shared recipe) against FLOPs and against the
+                             baseline's tokens/param, a line per variant: where a variant crosses the baseline
      loss_vs_eval_r.png      final val metric vs inference depth r (eval_r), baseline as a line: the no-regret picture
      scaling_fit_flops.png, scaling_fit_tokens.png
                              f(x) = beta*(x/x0)^-c + eps per variant (needs >= 5 budgets, else the reason),
@@ -577,15 +579,20 @@ def diff_table(sel, baseline, key, kind):
         ["variant", "budget", "lr", "paired seeds", "Δ mean [95% t-interval]", "Welch p", "tokens/param", "epochs"],
         rows)
 
+def gaps(sel, baseline, key):
+    """{variant: [(budget, the baseline's tokens/param there, paired Δ vs the baseline)]} over the budgets with a
+    paired seed, ascending. The baseline's tokens/param marks how long the pair trained (a recursive arm sees fewer
+    tokens than its baseline at the same FLOPs)."""
+    out = collections.defaultdict(list)
+    for (label, b), (lr, rs) in sorted(sel.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
+        d = paired_diff(rs, sel[baseline, b][1], key) if label != baseline and b and (baseline, b) in sel else None
+        if d and d["n"]:
+            out[label].append((b, regime(sel[baseline, b][1])[0], d))
+    return dict(out)
+
 def crossing_rows(sel, baseline, key, kind):
-    rows = []
-    for label in sorted({v for v, _ in sel} - {baseline}):
-        bs = sorted(b for v, b in sel if v == label and b and (baseline, b) in sel)
-        ds = [paired_diff(sel[label, b][1], sel[baseline, b][1], key) for b in bs]
-        bs, ds = [b for b, d in zip(bs, ds) if d["n"]], [d for d in ds if d["n"]]
-        if bs:
-            rows.append([label, kind, crossing(bs, *zip(*[(d["mean"], d["lo"], d["hi"]) for d in ds]))["text"]])
-    return rows
+    return [[label, kind, crossing([b for b, _, _ in pts], *zip(*[(d["mean"], d["lo"], d["hi"]) for _, _, d in pts]))[
+        "text"]] for label, pts in gaps(sel, baseline, key).items()]
 
 def results_md(runs, metrics, baseline, key, kinds, fits, refused):
     done = [r for r in runs if r["final"]]
@@ -641,9 +648,8 @@ def logged_dirs(out):
     return [os.path.dirname(p) for p in glob.glob(os.path.join(out, "**", "log.jsonl"), recursive=True)]
 
 def size_gaps(sweeps, labels):
-    """Per sweep (one model size): its baseline's non-embedding params and, per recursive variant, the points
-    (budget, the baseline's tokens/param there, paired Δ vs the baseline) under the shared recipe.
-    The baseline's tokens/param marks how long the pair trained (a recursive arm sees fewer tokens)."""
+    """Per sweep dir (one model size): its baseline's non-embedding params, the split compared, gaps() under the
+    shared recipe and a config per variant (for its colour); smallest model first."""
     out = {}
     for d in sweeps:
         done = [r for r in load_runs(logged_dirs(d), labels) if r["final"]]
@@ -651,15 +657,10 @@ def size_gaps(sweeps, labels):
         if base is None:
             raise SystemExit(f"compare.py: --sizes: no finished baseline run under {d}")
         key, sel = loss_key(done), recipe(done, base, "shared")
-        gaps, cfgs = collections.defaultdict(list), {}
-        for (label, b), (lr, rs) in sorted(sel.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
-            diff = paired_diff(rs, sel[base, b][1], key) if label != base and b else dict(n=0)
-            if diff["n"]:
-                gaps[label].append((b, regime(sel[base, b][1])[0], diff))
-                cfgs[label] = rs[0]["cfg"]
         n_params = next(r["n_params"] for r in done if r["label"] == base)
-        out[os.path.basename(os.path.normpath(d))] = dict(n_params=n_params, key=key, gaps=dict(gaps), cfgs=cfgs)
-    return dict(sorted(out.items(), key=lambda kv: kv[1]["n_params"]))  # smallest model first
+        out[os.path.basename(os.path.normpath(d))] = dict(n_params=n_params, key=key, gaps=gaps(sel, base, key),
+                                                          cfgs={r["label"]: r["cfg"] for r in done})
+    return dict(sorted(out.items(), key=lambda kv: kv[1]["n_params"]))
 
 def sizes_md(sizes):
     name = lambda s: f"{s} ({sizes[s]['n_params'] / 1e6:.2g}M params)"
@@ -696,25 +697,28 @@ def sizes_md(sizes):
         "No overlap: the larger model never trained as many tokens per parameter as the smaller one's shortest run."]
     return "\n".join(lines) + "\n"
 
+def plot_gaps(series, title, path):
+    """Paired Δ vs the baseline against training FLOPs and against the baseline's tokens/param, one line per
+    (legend label, style, gaps() points), with 95% intervals (none for one seed)."""
+    fig, axes = figure(1, 2, w=6, h=4.5)
+    for label, st, pts in series:
+        b, t, d = zip(*pts)
+        mu = np.array([x["mean"] for x in d])
+        err = np.nan_to_num([mu - [x["lo"] for x in d], [x["hi"] for x in d] - mu])
+        for ax, x in zip(axes[0], (b, t)):
+            ax.errorbar(x, mu, yerr=err, capsize=3, ls=st["ls"], **marker_kw(st))
+    for ax, xl in zip(axes[0], ("training FLOPs", "baseline's tokens per non-embedding parameter")):
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set(xscale="log", xlabel=xl, ylabel="Δ loss vs baseline, paired by seed (below 0: better)")
+    fig.suptitle(title)
+    legend(fig, [handle(st, label) for label, st, _ in series])
+    save(fig, path)
+
 def plot_sizes(sizes, path):
     style = styles([dict(label=v, cfg=c) for s in sizes.values() for v, c in s["cfgs"].items()])
-    fig, axes = figure(1, 2, w=6, h=4.5)
-    shown = []
-    for (s, info), marker in zip(sizes.items(), SIZE_MARKERS):
-        for v, pts in info["gaps"].items():
-            b, t, d = zip(*pts)
-            mu = np.array([x["mean"] for x in d])
-            err = np.nan_to_num([mu - [x["lo"] for x in d], [x["hi"] for x in d] - mu])
-            for ax, x in zip(axes[0], (b, t)):
-                ax.errorbar(x, mu, yerr=err, capsize=3, marker=marker, color=style[v]["color"])
-            shown.append((plt.Line2D([], [], marker=marker, color=style[v]["color"]),
-                          f"{v}, {s} ({info['n_params'] / 1e6:.2g}M)"))
-    for ax, xl in zip(axes[0], ("training FLOPs", "baseline tokens per non-embedding parameter")):
-        ax.axhline(0, color="black", lw=0.8)
-        ax.set(xscale="log", xlabel=xl, ylabel="Δ loss vs baseline (paired; below 0: better)")
-    fig.suptitle("The recursive variants' gap to the baseline, per model size")
-    legend(fig, shown)
-    save(fig, path)
+    series = [(f"{v}, {s} ({info['n_params'] / 1e6:.2g}M params)", dict(style[v], marker=marker), pts)
+              for (s, info), marker in zip(sizes.items(), SIZE_MARKERS) for v, pts in info["gaps"].items()]
+    plot_gaps(series, "The recursive variants' gap to the baseline, per model size (shared recipe)", path)
 
 def analyse(dirs, plots_dir, labels=None, baseline=None, n_boot=1000, seed=0):
     runs = load_runs(dirs, labels or {})
@@ -748,6 +752,10 @@ def analyse(dirs, plots_dir, labels=None, baseline=None, n_boot=1000, seed=0):
     sels = {k: recipe(done, baseline, k) for k in kinds}
     if baseline:
         plot_delta(sels, baseline, key, style, tuned, os.path.join(plots_dir, "final_loss.png"))
+        series = [(v, style[v], pts) for v, pts in gaps(sels[kinds[0]], baseline, key).items()]
+        if series:
+            plot_gaps(series, f"{setting(done)}: final {key.replace('_', ' ')} minus {baseline}'s "
+                              f"({kinds[0]} recipe)", os.path.join(plots_dir, "delta_vs_budget.png"))
     plot_eval_r([r for _, rs in own.values() for r in rs], metrics, style, baseline, title,
                 os.path.join(plots_dir, "loss_vs_eval_r.png"))
     fits, refused = fit_all(sels[kinds[0]], key, style, n_boot, seed, plots_dir)

@@ -240,8 +240,8 @@ def test_no_run_regenerates_everything_from_logs(tmp_path, capsys):
                               + 0.002 * (s - 1), lr=lr, train_tokens=10 ** 6)
     compare.main(["--out", str(tmp_path / "sweep"), "--no-run", "--n_boot", "20", "--label", "rins=RINS A2B"])
     out = tmp_path / "sweep"
-    for name in ("loss_vs_flops", "loss_vs_tokens", "final_loss", "loss_vs_eval_r", "scaling_fit_flops",
-                 "scaling_fit_tokens"):
+    for name in ("loss_vs_flops", "loss_vs_tokens", "final_loss", "delta_vs_budget", "loss_vs_eval_r",
+                 "scaling_fit_flops", "scaling_fit_tokens"):
         p = out / f"{name}.png"
         assert p.read_bytes()[:4] == b"\x89PNG" and p.stat().st_size > 5000, name
     md = (out / "results.md").read_text()
