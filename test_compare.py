@@ -1,5 +1,5 @@
 """
-Tests of compare.py's analysis: log reading, learning-rate recipes, paired statistics, crossing budgets,
+Tests of compare.py and analysis.py: log reading, learning-rate recipes, paired statistics, crossing budgets,
 verdicts, scaling fits and plot styles, on synthetic logs whose truth the test knows.
 
     OMP_NUM_THREADS=1 python -m pytest test_compare.py -q
@@ -10,6 +10,7 @@ import os
 import numpy as np
 import pytest
 
+import analysis
 import compare
 from conftest import HERE, exec_config, write_log
 
@@ -46,7 +47,7 @@ def write_run(root, stem, cfg, budget, seed, final, lr=1e-3, test_offset=0.05, n
 
 def load(root):
     dirs = [os.path.join(dp) for dp, _, fs in os.walk(root) if "log.jsonl" in fs]
-    return compare.load_runs(dirs, {})
+    return analysis.load_runs(dirs, {})
 
 
 def test_read_log_dedupes_resumed_evals(tmp_path):
@@ -55,7 +56,7 @@ def test_read_log_dedupes_resumed_evals(tmp_path):
                          dict(event="done", iter=20, val_loss=3.0)])
     with open(tmp_path / "log.jsonl", "a") as f:
         f.write('{"event": "ev')  # partial line of a killed run
-    log = compare.read_log(tmp_path)
+    log = analysis.read_log(tmp_path)
     assert sorted(log["evals"]) == [10, 20] and log["evals"][10]["val_loss"] == 4.0
     assert log["done"]["val_loss"] == 3.0
 
@@ -65,24 +66,24 @@ def test_fit_power_law_recovers_known_law_and_refuses_few_budgets():
     rng = np.random.default_rng(0)
     truth = 3 * (x / 1e9) ** -0.3 + 1.5
     f = truth * (1 + 0.003 * rng.standard_normal(len(x)))  # 0.3% noise
-    fit = compare.fit_power_law(x, f, n_boot=200, seed=0, x0=1e9)
+    fit = analysis.fit_power_law(x, f, n_boot=200, seed=0, x0=1e9)
     # tolerances ~3 sd of the estimates over noise draws (sd: beta 0.08, c 0.016, eps 0.09)
     assert abs(fit["beta"] - 3) < 0.25 and abs(fit["c"] - 0.3) < 0.05 and abs(fit["eps"] - 1.5) < 0.25, fit
     for k, true in dict(beta=3, c=0.3, eps=1.5).items():
         lo, hi = fit[k + "_ci"]
         assert lo <= true <= hi, (k, lo, hi)
-    assert fit["rms"] == pytest.approx(np.sqrt(np.mean((f - compare.power_law(fit, x)) ** 2)))
+    assert fit["rms"] == pytest.approx(np.sqrt(np.mean((f - analysis.power_law(fit, x)) ** 2)))
     assert fit["rms"] < 0.003 * truth.max()  # in loss units, below the noise put in
-    assert compare.fit_power_law(x, f, n_boot=200, seed=0, x0=1e9) == fit  # deterministic for a seed
+    assert analysis.fit_power_law(x, f, n_boot=200, seed=0, x0=1e9) == fit  # deterministic for a seed
     # x0 only rescales beta: default x0 is the geometric mean
-    g = compare.fit_power_law(x, f)
+    g = analysis.fit_power_law(x, f)
     assert g["x0"] == pytest.approx(1e9 * 2 ** 2.5)
     assert g["c"] == pytest.approx(fit["c"], abs=1e-4) and g["eps"] == pytest.approx(fit["eps"], abs=1e-3)
-    np.testing.assert_allclose(compare.power_law(g, x), compare.power_law(fit, x), rtol=1e-4)
+    np.testing.assert_allclose(analysis.power_law(g, x), analysis.power_law(fit, x), rtol=1e-4)
     with pytest.raises(ValueError, match="4 budgets, a fit of 3 parameters needs >= 5"):
-        compare.fit_power_law(np.repeat(x[:4], 3), np.repeat(f[:4], 3))  # seeds do not add budgets
+        analysis.fit_power_law(np.repeat(x[:4], 3), np.repeat(f[:4], 3))  # seeds do not add budgets
     with pytest.raises(ValueError, match="x, f > 0"):
-        compare.fit_power_law(x, -f)
+        analysis.fit_power_law(x, -f)
 
 
 def test_shared_and_own_recipes_pick_lrs_and_flag_the_edge(tmp_path):
@@ -92,29 +93,30 @@ def test_shared_and_own_recipes_pick_lrs_and_flag_the_edge(tmp_path):
             write_run(tmp_path, "baseline", BASE, 1e13, s, base + 0.01 * s, lr=lr)
             write_run(tmp_path, "rins", RINS, 1e13, s, rins + 0.01 * s, lr=lr)
     done = load(tmp_path)
-    best = compare.best_lrs(done)
+    best = analysis.best_lrs(done)
     assert best["baseline", 1e13][0] == 2e-3 and best["rins", 1e13][0] == 1e-3
     assert best["rins", 1e13][1][4e-3] == pytest.approx(3.305)  # mean over seeds
-    shared, own = compare.recipe(done, "baseline", "shared"), compare.recipe(done, "baseline", "own")
+    shared, own = analysis.recipe(done, "baseline", "shared"), analysis.recipe(done, "baseline", "own")
     assert shared["rins", 1e13][0] == 2e-3 and own["rins", 1e13][0] == 1e-3
     assert shared["baseline", 1e13][0] == own["baseline", 1e13][0] == 2e-3
     assert {r["lr"] for r in own["rins", 1e13][1]} == {1e-3} and len(own["rins", 1e13][1]) == 2
-    assert compare.lr_edge(1e-3, best["rins", 1e13][1]) == "edge: best lr is the smallest tried"
-    assert compare.lr_edge(4e-3, best["rins", 1e13][1]) == "edge: best lr is the largest tried"
-    assert compare.lr_edge(2e-3, best["rins", 1e13][1]) == ""
-    assert compare.lr_edge(2e-3, [2e-3]) == "one lr tried"
+    assert analysis.lr_edge(1e-3, best["rins", 1e13][1]) == "edge: best lr is the smallest tried"
+    assert analysis.lr_edge(4e-3, best["rins", 1e13][1]) == "edge: best lr is the largest tried"
+    assert analysis.lr_edge(2e-3, best["rins", 1e13][1]) == ""
+    assert analysis.lr_edge(2e-3, [2e-3]) == "one lr tried"
     # one lr at another budget: tuned when it won inside a grid elsewhere, else not
     write_run(tmp_path, "baseline", BASE, 4e13, 0, 2.9, lr=2e-3)
     write_run(tmp_path, "rins", RINS, 4e13, 0, 2.9, lr=2e-3)
-    best = compare.best_lrs(load(tmp_path))
-    assert compare.grid_note(best, "baseline", 4e13) == "" and compare.grid_note(best, "rins", 4e13) == "one lr tried"
-    assert compare.grid_note(best, "rins", 1e13) == "edge: best lr is the smallest tried"
+    best = analysis.best_lrs(load(tmp_path))
+    assert analysis.grid_note(best, "baseline", 4e13) == "" and analysis.grid_note(best, "rins", 4e13) == "one lr tried"
+    assert analysis.grid_note(best, "rins", 1e13) == "edge: best lr is the smallest tried"
     done = [r for r in load(tmp_path) if r["budget"] == 1e13]
     # the variant wins under its own recipe and loses under the baseline's
-    key = compare.loss_key(done)
+    key = analysis.loss_key(done)
     assert key == "test_loss"
-    assert compare.paired_diff(own["rins", 1e13][1], own["baseline", 1e13][1], key)["mean"] == pytest.approx(0.0)
-    assert compare.paired_diff(shared["rins", 1e13][1], shared["baseline", 1e13][1], key)["mean"] == pytest.approx(0.05)
+    assert analysis.paired_diff(own["rins", 1e13][1], own["baseline", 1e13][1], key)["mean"] == pytest.approx(0.0)
+    d = analysis.paired_diff(shared["rins", 1e13][1], shared["baseline", 1e13][1], key)
+    assert d["mean"] == pytest.approx(0.05)
 
 
 def test_paired_interval_equals_hand_computation(tmp_path):
@@ -126,7 +128,7 @@ def test_paired_interval_equals_hand_computation(tmp_path):
     write_run(tmp_path, "rins", RINS, 1e13, 9, 2.0)  # a seed without a baseline partner is not paired
     runs = load(tmp_path)
     base, rins = [r for r in runs if r["label"] == "baseline"], [r for r in runs if r["label"] == "rins"]
-    d = compare.paired_diff(rins, base, "test_loss")
+    d = analysis.paired_diff(rins, base, "test_loss")
     mean = sum(diff) / 4
     sd = math.sqrt(sum((x - mean) ** 2 for x in diff) / 3)
     half = 3.182446 * sd / 2  # t(0.975, 3 dof) * sd / sqrt(4)
@@ -134,27 +136,27 @@ def test_paired_interval_equals_hand_computation(tmp_path):
     assert d["lo"] == pytest.approx(mean - half, rel=1e-5) and d["hi"] == pytest.approx(mean + half, rel=1e-5)
     assert d["hi"] < 0  # paired: the shared seed effects cancel, so the interval is tight
     assert 0.5 < d["p"] <= 1  # unpaired Welch sees the seed effects and no difference
-    assert compare.fmt_diff(d) == f"{mean:+.4f} [{mean - half:+.4f}, {mean + half:+.4f}]"
-    one = compare.paired_diff(rins[:1], base, "test_loss")
-    assert one["n"] == 1 and compare.fmt_diff(one) == f"{diff[0]:+.4f} (one seed: no interval)"
+    assert analysis.fmt_diff(d) == f"{mean:+.4f} [{mean - half:+.4f}, {mean + half:+.4f}]"
+    one = analysis.paired_diff(rins[:1], base, "test_loss")
+    assert one["n"] == 1 and analysis.fmt_diff(one) == f"{diff[0]:+.4f} (one seed: no interval)"
 
 
 def test_crossing_budget_interpolates_in_log_flops():
     b = [1e12, 1e13, 1e14]
     mean = np.array([0.02, 0.01, -0.01])  # crosses halfway between 1e13 and 1e14 in log10
-    c = compare.crossing(b, mean, mean - 0.005, mean + 0.005)
+    c = analysis.crossing(b, mean, mean - 0.005, mean + 0.005)
     assert c["at"] == pytest.approx(10 ** 13.5)
     assert c["lo"] == pytest.approx(10 ** 13.25) and c["hi"] == pytest.approx(10 ** 13.75)
     assert c["text"].startswith("gets ahead at 3.16e13 FLOPs [95%: 1.78e13, 5.62e13]")
     # the upper curve never reaches 0: the crossing may lie beyond the largest budget
-    c = compare.crossing(b, mean, mean - 0.005, mean + 0.02)
+    c = analysis.crossing(b, mean, mean - 0.005, mean + 0.02)
     assert c["hi"] == np.inf and c["text"].endswith("> 1e14]")
     # the lower curve is below 0 everywhere: the crossing may lie before the smallest budget
-    c = compare.crossing(b, mean, mean - 0.03, mean + 0.005)
+    c = analysis.crossing(b, mean, mean - 0.03, mean + 0.005)
     assert c["lo"] == 0 and "[95%: < 1e12, " in c["text"]
-    assert compare.crossing(b, [-0.1, -0.05, -0.01], [-1] * 3, [1] * 3)["text"] == "ahead at every budget up to 1e14"
-    assert compare.crossing(b, [0.1, 0.05, 0.01], [-1] * 3, [1] * 3)["text"] == "no crossing up to 1e14"
-    assert compare.crossing(b, [0.1, -0.05, 0.01], [np.nan] * 3, [np.nan] * 3)["text"].startswith(
+    assert analysis.crossing(b, [-0.1, -0.05, -0.01], [-1] * 3, [1] * 3)["text"] == "ahead at every budget up to 1e14"
+    assert analysis.crossing(b, [0.1, 0.05, 0.01], [-1] * 3, [1] * 3)["text"] == "no crossing up to 1e14"
+    assert analysis.crossing(b, [0.1, -0.05, 0.01], [np.nan] * 3, [np.nan] * 3)["text"].startswith(
         "falls behind at ")
 
 
@@ -174,33 +176,33 @@ def verdict_sweep(root, seeds, gain=0.05, budgets=(1e13, 2e13), **kw):
 def test_verdict_rules(tmp_path):
     runs = verdict_sweep(tmp_path / "good", seeds=range(3), train_tokens=10 ** 6)
     for kind in ("shared", "own"):
-        v = compare.verdict(runs, "rins", "baseline", kind)
+        v = analysis.verdict(runs, "rins", "baseline", kind)
         assert v["text"] == "better" and v["budget"] == 2e13, v["text"]
         assert v["regime"] == pytest.approx((2e7 / 1e4, 2e7 / 1e6))  # tokens/param, epochs
-    v = compare.verdict(verdict_sweep(tmp_path / "worse", range(3), gain=-0.05), "rins", "baseline")
+    v = analysis.verdict(verdict_sweep(tmp_path / "worse", range(3), gain=-0.05), "rins", "baseline")
     assert v["text"] == "worse"
-    v = compare.verdict(verdict_sweep(tmp_path / "two", range(2)), "rins", "baseline")
+    v = analysis.verdict(verdict_sweep(tmp_path / "two", range(2)), "rins", "baseline")
     assert v["text"] == "inconclusive (2 paired seed(s) at 2e13, need >= 3)"
-    v = compare.verdict(verdict_sweep(tmp_path / "off", range(3), flops_frac=0.98), "rins", "baseline")
+    v = analysis.verdict(verdict_sweep(tmp_path / "off", range(3), flops_frac=0.98), "rins", "baseline")
     assert v["text"].startswith("inconclusive (6 run(s) off budget by > 1%")
-    v = compare.verdict(verdict_sweep(tmp_path / "rise", range(3), tail_rise=0.02), "rins", "baseline")
+    v = analysis.verdict(verdict_sweep(tmp_path / "rise", range(3), tail_rise=0.02), "rins", "baseline")
     assert "val loss rises over the last 20% of 6 run(s)" in v["text"]
-    v = compare.verdict(verdict_sweep(tmp_path / "noise", range(3), tail_rise=0.01), "rins", "baseline")
+    v = analysis.verdict(verdict_sweep(tmp_path / "noise", range(3), tail_rise=0.01), "rins", "baseline")
     assert v["text"] == "better"  # a 0.3% wobble is noise
-    v = compare.verdict(verdict_sweep(tmp_path / "open", range(3), done=False), "rins", "baseline")
+    v = analysis.verdict(verdict_sweep(tmp_path / "open", range(3), done=False), "rins", "baseline")
     assert "6 run(s) unfinished" in v["text"]
     # the variant's best lr at the edge only matters for its own recipe
     runs = verdict_sweep(tmp_path / "edge", range(3))
     for s in range(3):
         write_run(tmp_path / "edge", "rins", RINS, 2e13, s, 2.5, lr=8e-3)
     runs = load(tmp_path / "edge")
-    assert compare.verdict(runs, "rins", "baseline", "shared")["text"] == "better"
-    v = compare.verdict(runs, "rins", "baseline", "own")
+    assert analysis.verdict(runs, "rins", "baseline", "shared")["text"] == "better"
+    v = analysis.verdict(runs, "rins", "baseline", "own")
     assert "rins: edge: best lr is the largest tried at 2e13" in v["text"]
     # a flip seen at the largest budget alone does not count
     runs = verdict_sweep(tmp_path / "flip", range(3), gain=-0.05, budgets=(1e13,))
     runs += verdict_sweep(tmp_path / "flip2", range(3), gain=0.05, budgets=(2e13,))
-    v = compare.verdict(runs, "rins", "baseline")
+    v = analysis.verdict(runs, "rins", "baseline")
     assert v["text"] == "inconclusive (the sign flips at 2e13 alone; a flip must hold at >= 2 adjacent budgets)"
 
 
@@ -210,9 +212,9 @@ def test_colour_families_follow_the_config():
                     reverse_small="sharing", ab2_small="sharing", latent_small="latent", latent_lite_small="latent",
                     degree2_small="other")
     cfgs = {name: exec_config(os.path.join(HERE, "config", name + ".py")) for name in expected}
-    assert {name: compare.family(cfg) for name, cfg in cfgs.items()} == expected
-    assert compare.family(dict(signature="AB^rC", r=2)) == "latent"  # no injection: still the latent layout
-    assert compare.family(dict(signature="(AB)^r", r=3)) == "rao" and compare.family(dict(signature="AAAB")) == "rins"
+    assert {name: analysis.family(cfg) for name, cfg in cfgs.items()} == expected
+    assert analysis.family(dict(signature="AB^rC", r=2)) == "latent"  # no injection: still the latent layout
+    assert analysis.family(dict(signature="(AB)^r", r=3)) == "rao" and analysis.family(dict(signature="AAAB")) == "rins"
     style = compare.styles([dict(label=name, cfg=cfg) for name, cfg in cfgs.items()])
     lum = lambda label: sum(style[label]["color"][:3])
     assert style["baseline_small"]["color"][:3] == (0, 0, 0)
