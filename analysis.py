@@ -232,8 +232,8 @@ def verdict(runs, variant, baseline, kind="shared"):
     """'better', 'worse' or 'inconclusive (why)' for variant vs baseline under a recipe (see recipe()).
     Rules: every run of both is done, and those used are within 1% of their FLOP budget; every best lr lies
     inside its grid (one lr tried is not a grid); no run's val loss rises over its last 20% (0.5% noise
-    allowed); >= 3 paired seeds at the key budget (the largest) and a 95% interval that excludes 0; a change
-    of sign across budgets holds at >= 2 adjacent ones.
+    allowed); >= 3 paired seeds at the key budget (the largest with >= 3, else the largest) and a 95% interval
+    that excludes 0; a change of sign across budgets (all of them) holds at >= 2 adjacent ones.
     Returns dict(text, budget, diff, regime) with regime = (tokens per parameter, epochs) at the key budget."""
     done = [r for r in runs if r["final"]]
     key, best, sel = loss_key(done), best_lrs(done), recipe(done, baseline, kind)
@@ -256,7 +256,9 @@ def verdict(runs, variant, baseline, kind="shared"):
         why += [f"{label}: {e} at {', '.join(bs)}" for e, bs in edges.items() if e]
     n_rising = sum(rises_at_end(r) for r in used)
     why += [f"val loss rises over the last 20% of {n_rising} run(s)"] * bool(n_rising)
-    kb = budgets[-1]  # the largest: a recursive model's token deficit shrinks as training lengthens, if at all
+    # the largest budget with >= 3 paired seeds (else the largest): a recursive model's token deficit shrinks as
+    # training lengthens, if at all; longer runs with fewer seeds still count for the sign rule below
+    kb = ([b for b in budgets if diffs[b]["n"] >= 3] or budgets)[-1]
     d, at = diffs[kb], fmt_budget(kb) if kb else "the key budget"
     if d["n"] < 3:
         why.append(f"{d['n']} paired seed(s) at {at}, need >= 3")
@@ -264,7 +266,8 @@ def verdict(runs, variant, baseline, kind="shared"):
         why.append(f"the 95% interval at {at} contains 0")
     signs = [np.sign(diffs[b]["mean"]) for b in budgets]
     if len(set(signs)) > 1 and signs[-2] != signs[-1]:
-        why.append(f"the sign flips at {at} alone; a flip must hold at >= 2 adjacent budgets")
+        why.append(f"the sign flips at {fmt_budget(budgets[-1]) if budgets[-1] else 'the last budget'} alone; "
+                   "a flip must hold at >= 2 adjacent budgets")
     text = f"inconclusive ({'; '.join(why)})" if why else "better" if d["mean"] < 0 else "worse"
     return dict(text=text, budget=kb, diff=d, regime=regime(sel[variant, kb][1]))
 

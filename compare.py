@@ -339,8 +339,8 @@ def results_md(runs, metrics, baseline, key, kinds, fits, refused):
     if verdicts:
         lines += ["", "## Verdicts", "", "Better or worse only when every run is done and within 1% of its budget, "
                   "every best lr lies inside its grid, no val loss rises over a run's last 20% (0.5% noise "
-                  "allowed), >= 3 paired seeds at the key (largest) budget give a 95% interval excluding 0, and "
-                  "a change of sign holds at >= 2 adjacent budgets.", ""]
+                  "allowed), >= 3 paired seeds at the key budget (the largest with >= 3 seeds) give a 95% interval "
+                  "excluding 0, and a change of sign holds at >= 2 adjacent budgets.", ""]
         lines += md_table(["variant", "recipe", "verdict", "key budget", "Δ at key budget", "tokens/param",
                            "epochs"], verdicts)
     boot = ", 95% residual-bootstrap CI" if any("c_ci" in fit for fit in fits.values()) else ""

@@ -204,6 +204,13 @@ def test_verdict_rules(tmp_path):
     runs += verdict_sweep(tmp_path / "flip2", range(3), gain=0.05, budgets=(2e13,))
     v = analysis.verdict(runs, "rins", "baseline")
     assert v["text"] == "inconclusive (the sign flips at 2e13 alone; a flip must hold at >= 2 adjacent budgets)"
+    # the key budget is the largest with >= 3 paired seeds; a longer run with fewer seeds still counts for the sign
+    runs = verdict_sweep(tmp_path / "key", range(3), budgets=(1e13,))
+    v = analysis.verdict(runs + verdict_sweep(tmp_path / "key1", range(1), budgets=(2e13,)), "rins", "baseline")
+    assert v["text"] == "better" and v["budget"] == 1e13
+    v = analysis.verdict(runs + verdict_sweep(tmp_path / "key2", range(1), gain=-0.05, budgets=(2e13,)), "rins",
+                         "baseline")
+    assert v["text"] == "inconclusive (the sign flips at 2e13 alone; a flip must hold at >= 2 adjacent budgets)"
 
 
 def test_colour_families_follow_the_config():
