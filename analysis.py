@@ -93,6 +93,10 @@ def is_baseline(cfg):
     return (cfg.get("r", 1) == 1 and sig.isalpha() and len(set(sig)) == len(sig)
             and cfg.get("degree", 1) == 1 and cfg.get("adapter") in (None, "", "none"))
 
+def default_baseline(runs):
+    """The first variant, by name, whose config is the plain stack; None if there is none."""
+    return next((r["label"] for r in sorted(runs, key=lambda r: r["label"]) if is_baseline(r["cfg"])), None)
+
 def mean_ci(v):
     """Mean and 95% t-interval half-width (nan for one value)."""
     v = np.asarray(v, float)
@@ -205,7 +209,8 @@ def crossing(budgets, mean, lo, hi):
     return dict(at=10 ** x, lo=ends[0], hi=ends[1], text=text)
 
 def regime(runs):
-    """(tokens per non-embedding parameter, epochs of the training split), means over runs; nan if not logged."""
+    """(tokens per parameter, epochs of the training split), means over runs; nan if not logged. Parameters as
+    train.py counts them (n_params): all but the position table; the tied token table is counted."""
     per = lambda key: (np.mean([r["final"]["tokens"] / r[key] for r in runs])
                        if runs and all(r[key] for r in runs) else np.nan)
     return per("n_params"), per("train_tokens")
@@ -265,7 +270,10 @@ def verdict(runs, variant, baseline, kind="shared"):
     elif d["lo"] <= 0 <= d["hi"]:
         why.append(f"the 95% interval at {at} contains 0")
     signs = [np.sign(diffs[b]["mean"]) for b in budgets]
-    if len(set(signs)) > 1 and signs[-2] != signs[-1]:
+    later = [b for b, sign in zip(budgets, signs) if (b or 0) > (kb or 0) and sign != np.sign(d["mean"])]
+    if later:
+        why.append(f"the sign at {', '.join(map(fmt_budget, later))} (fewer seeds) differs from {at}'s")
+    elif len(set(signs)) > 1 and signs[-2] != signs[-1]:
         why.append(f"the sign flips at {fmt_budget(budgets[-1]) if budgets[-1] else 'the last budget'} alone; "
                    "a flip must hold at >= 2 adjacent budgets")
     text = f"inconclusive ({'; '.join(why)})" if why else "better" if d["mean"] < 0 else "worse"
@@ -297,7 +305,7 @@ def gaps(sel, baseline, key):
     paired seed, ascending. The baseline's tokens/param marks how long the pair trained (a recursive arm sees fewer
     tokens than its baseline at the same FLOPs)."""
     out = collections.defaultdict(list)
-    for (label, b), (lr, rs) in sorted(sel.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
+    for (label, b), (_, rs) in sorted(sel.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
         d = paired_diff(rs, sel[baseline, b][1], key) if label != baseline and b and (baseline, b) in sel else None
         if d and d["n"]:
             out[label].append((b, regime(sel[baseline, b][1])[0], d))

@@ -27,7 +27,8 @@ Sweep and compare nanoRINS runs at matched training FLOPs.
    over seeds; losses are then compared on the held-out test split (val when a run did not log one),
    under two recipes: shared (every variant at the baseline's best lr, the paper's protocol) and own
    (each variant at its best lr). Differences vs baseline pair runs by seed (same init and data order).
-   Every row states its regime: tokens per non-embedding parameter and epochs of the training split.
+   Every row states its regime: tokens per parameter (all but the position table) and epochs of the
+   training split.
    Colours: baseline black, RINS A^rB blues, RAO (AB)^r reds, MobileLLM-style sharing greens, latent
    recurrence purples, others oranges, darker for larger r; stochastic rounds hollow and dashed,
    adapters triangles. `--no-run` redoes all of it from the logs alone (no checkpoints needed).
@@ -50,9 +51,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib import ticker
 
-from analysis import (MIN_FIT_BUDGETS, best_lrs, by_config, crossing, family, fit_power_law, fmt_diff, fmt_regime,
-                      gaps, grid_note, is_baseline, load_runs, logged_dirs, loss_key, mean_ci, over_run, paired_diff,
-                      power_law, recipe, regime, verdict)
+from analysis import (MIN_FIT_BUDGETS, best_lrs, by_config, crossing, default_baseline, family, fit_power_law,
+                      fmt_diff, fmt_regime, gaps, grid_note, load_runs, logged_dirs, loss_key, mean_ci, over_run,
+                      paired_diff, power_law, recipe, regime, verdict)
 from sweep import fmt_budget, sweep
 
 # logged final metrics, in display order; *_acc are higher-is-better, and each may have a per-eval_r dict '<name>_r'
@@ -357,24 +358,31 @@ def results_md(runs, metrics, baseline, key, kinds, fits, refused):
 # -----------------------------------------------------------------------------
 # model sizes: is the gap to the baseline larger for a smaller model? (one sweep dir per size)
 
-SIZE_MARKERS = "osDv^"
+SIZE_MARKERS = "osDvP"  # not "^": triangles mark adapters
 
 def size_gaps(sweeps, labels):
-    """Per sweep dir (one model size): its baseline's non-embedding params, the split compared, gaps() under the
-    shared recipe and a config per variant (for its colour); smallest model first."""
+    """Per sweep dir (one model size, named by its folder): its baseline's parameter count, gaps() under the shared
+    recipe and a config per variant (for its colour); smallest model first. One split for all: test if every
+    finished run logged it, else val. Returns (sizes, key)."""
+    if len(sweeps) > len(SIZE_MARKERS) or len({os.path.basename(os.path.normpath(d)) for d in sweeps}) < len(sweeps):
+        raise SystemExit(f"compare.py: --sizes takes 2 to {len(SIZE_MARKERS)} sweep dirs with distinct folder names; "
+                         f"got {' '.join(sweeps)}")
+    dones = {os.path.basename(os.path.normpath(d)): [r for r in load_runs(logged_dirs(d), labels) if r["final"]]
+             for d in sweeps}
+    key = loss_key([r for done in dones.values() for r in done])
     out = {}
-    for d in sweeps:
-        done = [r for r in load_runs(logged_dirs(d), labels) if r["final"]]
-        base = next((r["label"] for r in sorted(done, key=lambda r: r["label"]) if is_baseline(r["cfg"])), None)
+    for (name, done), d in zip(dones.items(), sweeps):
+        base = default_baseline(done)
         if base is None:
             raise SystemExit(f"compare.py: --sizes: no finished baseline run under {d}")
-        key, sel = loss_key(done), recipe(done, base, "shared")
         n_params = next(r["n_params"] for r in done if r["label"] == base)
-        out[os.path.basename(os.path.normpath(d))] = dict(n_params=n_params, key=key, gaps=gaps(sel, base, key),
-                                                          cfgs={r["label"]: r["cfg"] for r in done})
-    return dict(sorted(out.items(), key=lambda kv: kv[1]["n_params"]))
+        if not n_params:
+            raise SystemExit(f"compare.py: --sizes: the baseline's log under {d} has no n_params on its start line")
+        out[name] = dict(n_params=n_params, gaps=gaps(recipe(done, base, "shared"), base, key),
+                         cfgs={r["label"]: r["cfg"] for r in done})
+    return dict(sorted(out.items(), key=lambda kv: kv[1]["n_params"])), key
 
-def sizes_md(sizes):
+def sizes_md(sizes, key):
     name = lambda s: f"{s} ({sizes[s]['n_params'] / 1e6:.2g}M params)"
     rows, flops_rows, tok_rows = [], [], []
     variants = sorted({v for s in sizes.values() for v in s["gaps"]})
@@ -396,16 +404,17 @@ def sizes_md(sizes):
                     at = float(np.interp(np.log(t), lt[order], np.asarray(mu)[order]))
                     tok_rows.append([v, f"{t:.3g}", f"{small} vs {large}", f"{at:+.4f} (interpolated)",
                                      f"{fmt_diff(d)} at {fmt_budget(b)}", f"{at - d['mean']:+.4f}"])
-    cols = ["variant", "pair", "Δ smaller model", "Δ larger model", "smaller − larger"]
+    cols = ["pair", "Δ smaller model", "Δ larger model", "smaller − larger"]
     lines = ["## Δ vs the baseline by model size (shared recipe, "
-             f"{' / '.join(sorted({s['key'].split('_')[0] for s in sizes.values()}))} split; below 0: better)", ""]
+             f"{key.split('_')[0]} split; below 0: better)", ""]
     lines += md_table(["variant", "sweep", "budget", "baseline tokens/param", "paired seeds",
                        "Δ mean [95% t-interval]"], rows)
     lines += ["", "## At equal FLOPs (budgets both sizes ran); smaller − larger < 0: the smaller model gains more", ""]
-    lines += md_table(["variant", "budget"] + cols[1:], flops_rows) if flops_rows else ["No budget in common."]
+    lines += md_table(["variant", "budget"] + cols, flops_rows) if flops_rows else ["No budget in common."]
     lines += ["", "## At equal tokens per parameter: the smaller model's Δ interpolated linearly in log "
-                  "tokens/param at the larger model's points (inside its range only)", ""]
-    lines += md_table(["variant", "tokens/param"] + cols[1:], tok_rows) if tok_rows else [
+                  "tokens/param at the larger model's points (inside its range only; a point estimate, no interval)",
+              ""]
+    lines += md_table(["variant", "tokens/param"] + cols, tok_rows) if tok_rows else [
         "No overlap: the larger model never trained as many tokens per parameter as the smaller one's shortest run."]
     return "\n".join(lines) + "\n"
 
@@ -419,7 +428,7 @@ def plot_gaps(series, title, path):
         err = np.nan_to_num([mu - [x["lo"] for x in d], [x["hi"] for x in d] - mu])
         for ax, x in zip(axes[0], (b, t)):
             ax.errorbar(x, mu, yerr=err, capsize=3, ls=st["ls"], **marker_kw(st))
-    for ax, xl in zip(axes[0], ("training FLOPs", "baseline's tokens per non-embedding parameter")):
+    for ax, xl in zip(axes[0], ("training FLOPs", "baseline's tokens per parameter")):
         ax.axhline(0, color="black", lw=0.8)
         ax.set(xscale="log", xlabel=xl, ylabel="Δ loss vs baseline, paired by seed (below 0: better)")
     fig.suptitle(title)
@@ -444,7 +453,7 @@ def analyse(dirs, plots_dir, labels=None, baseline=None, n_boot=1000, seed=0):
         if not r["final"]:
             print(f"unfinished, left out of final tables and fits: {r['dir']}")
     if baseline is None:  # the first variant whose config is the plain stack
-        baseline = next((r["label"] for r in sorted(runs, key=lambda r: r["label"]) if is_baseline(r["cfg"])), None)
+        baseline = default_baseline(runs)
     elif baseline not in style:
         raise SystemExit(f"compare.py: --baseline {baseline} is not a variant here; "
                          f"variants: {', '.join(sorted(style))}")
@@ -531,13 +540,19 @@ def main(argv=None):
     if args.sizes:
         if len(args.sizes) < 2 or not all(os.path.isdir(d) for d in args.sizes):
             raise SystemExit(f"compare.py: --sizes needs >= 2 sweep directories; got {' '.join(args.sizes)}")
+        if args.baseline:
+            raise SystemExit("compare.py: --sizes finds each sweep's baseline itself (r=1, plain signature); "
+                             "drop --baseline")
         os.makedirs(plots_dir, exist_ok=True)
-        sizes = size_gaps(args.sizes, labels)
-        text = sizes_md(sizes)
+        sizes, key = size_gaps(args.sizes, labels)
+        text = sizes_md(sizes, key)
         print(text)
         with open(os.path.join(plots_dir, "sizes.md"), "w") as f:
             f.write(text)
-        plot_sizes(sizes, os.path.join(plots_dir, "sizes.png"))
+        if any(s["gaps"] for s in sizes.values()):
+            plot_sizes(sizes, os.path.join(plots_dir, "sizes.png"))
+        else:
+            print("no recursive variant paired with its baseline in any sweep: no sizes.png")
         return
     if args.runs:
         dirs = args.runs

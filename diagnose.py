@@ -111,7 +111,7 @@ def tables(model: GPT, d: dict) -> str:
     rows += ["", "| block | letter | applications | gradient norm | share of squared gradient norm |",
              "|---:|---|---:|---:|---:|"]
     rows += [f"| {j} | {letter} | {runs[j]} | {d['grad'][j]:.4g} | {d['share'][j]:.3f} |"
-             for j, letter in enumerate(block_letters(model.config))]
+             for j, letter in enumerate(block_letters(model.plan))]
     return "\n".join(rows)
 
 
@@ -140,7 +140,7 @@ def plot(model: GPT, d: dict, r: int | None, title: str, path: str):
         ax.set_xlabel("step (application) and its block", fontsize=8)
         ax.legend(fontsize=7)
     ax = axes[1, 1]
-    letters = block_letters(model.config)
+    letters = block_letters(model.plan)
     runs = [sum(i == j for i, _ in apps) for j in range(model.config.n_layer)]
     ax.bar(range(len(runs)), d["share"], color=["tab:gray" if k == 1 else "tab:blue" for k in runs], edgecolor="black",
            lw=0.5)

@@ -208,9 +208,9 @@ def test_verdict_rules(tmp_path):
     runs = verdict_sweep(tmp_path / "key", range(3), budgets=(1e13,))
     v = analysis.verdict(runs + verdict_sweep(tmp_path / "key1", range(1), budgets=(2e13,)), "rins", "baseline")
     assert v["text"] == "better" and v["budget"] == 1e13
-    v = analysis.verdict(runs + verdict_sweep(tmp_path / "key2", range(1), gain=-0.05, budgets=(2e13,)), "rins",
-                         "baseline")
-    assert v["text"] == "inconclusive (the sign flips at 2e13 alone; a flip must hold at >= 2 adjacent budgets)"
+    worse = verdict_sweep(tmp_path / "key2", range(1), gain=-0.05, budgets=(2e13, 4e13))
+    v = analysis.verdict(runs + worse, "rins", "baseline")
+    assert v["text"] == "inconclusive (the sign at 2e13, 4e13 (fewer seeds) differs from 1e13's)"
 
 
 def test_colour_families_follow_the_config():
@@ -317,5 +317,8 @@ def test_sizes_need_two_sweeps_with_a_baseline(tmp_path):
     write_run(tmp_path / "s", "rins", RINS, 1e9, 0, 2.0)
     with pytest.raises(SystemExit, match="needs >= 2 sweep directories"):
         compare.main(["--sizes", str(tmp_path / "s"), "--plots_dir", str(tmp_path / "out")])
-    with pytest.raises(SystemExit, match="no finished baseline run under"):
+    with pytest.raises(SystemExit, match="distinct folder names"):
         compare.main(["--sizes", str(tmp_path / "s"), str(tmp_path / "s"), "--plots_dir", str(tmp_path / "out")])
+    write_run(tmp_path / "m", "rins", RINS, 1e9, 0, 2.0)
+    with pytest.raises(SystemExit, match="no finished baseline run under"):
+        compare.main(["--sizes", str(tmp_path / "s"), str(tmp_path / "m"), "--plots_dir", str(tmp_path / "out")])
