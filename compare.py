@@ -382,26 +382,26 @@ def size_gaps(sweeps, labels):
                          cfgs={r["label"]: r["cfg"] for r in done})
     return dict(sorted(out.items(), key=lambda kv: kv[1]["n_params"])), key
 
+def size_name(sweep, info):
+    return f"{sweep} ({info['n_params'] / 1e6:.2g}M params)"
+
 def sizes_md(sizes, key):
-    name = lambda s: f"{s} ({sizes[s]['n_params'] / 1e6:.2g}M params)"
     rows, flops_rows, tok_rows = [], [], []
     variants = sorted({v for s in sizes.values() for v in s["gaps"]})
     for v in variants:
         for s, info in sizes.items():
             for b, tpp, d in info["gaps"].get(v, []):
-                rows.append([v, name(s), fmt_budget(b), f"{tpp:.3g}", str(d["n"]), fmt_diff(d)])
+                rows.append([v, size_name(s, info), fmt_budget(b), f"{tpp:.3g}", str(d["n"]), fmt_diff(d)])
         have = [s for s in sizes if v in sizes[s]["gaps"]]
         for small, large in zip(have, have[1:]):
             ps, pl = ({b: (t, d) for b, t, d in sizes[s]["gaps"][v]} for s in (small, large))
             for b in sorted(set(ps) & set(pl)):
                 flops_rows.append([v, fmt_budget(b), f"{small} vs {large}", fmt_diff(ps[b][1]), fmt_diff(pl[b][1]),
                                    f"{ps[b][1]['mean'] - pl[b][1]['mean']:+.4f}"])
-            lt = np.log([t for t, _ in ps.values()])
-            mu = [d["mean"] for t, d in ps.values()]
+            lt, mu = np.array(sorted((np.log(t), d["mean"]) for t, d in ps.values())).T  # ascending tokens/param
             for b, (t, d) in sorted(pl.items()):
-                if lt.min() <= np.log(t) <= lt.max():  # interpolate the smaller model's gap, never extrapolate
-                    order = np.argsort(lt)
-                    at = float(np.interp(np.log(t), lt[order], np.asarray(mu)[order]))
+                if lt[0] <= np.log(t) <= lt[-1]:  # interpolate the smaller model's gap, never extrapolate
+                    at = float(np.interp(np.log(t), lt, mu))
                     tok_rows.append([v, f"{t:.3g}", f"{small} vs {large}", f"{at:+.4f} (interpolated)",
                                      f"{fmt_diff(d)} at {fmt_budget(b)}", f"{at - d['mean']:+.4f}"])
     cols = ["pair", "Δ smaller model", "Δ larger model", "smaller − larger"]
@@ -437,7 +437,7 @@ def plot_gaps(series, title, path):
 
 def plot_sizes(sizes, path):
     style = styles([dict(label=v, cfg=c) for s in sizes.values() for v, c in s["cfgs"].items()])
-    series = [(f"{v}, {s} ({info['n_params'] / 1e6:.2g}M params)", dict(style[v], marker=marker), pts)
+    series = [(f"{v}, {size_name(s, info)}", dict(style[v], marker=marker), pts)
               for (s, info), marker in zip(sizes.items(), SIZE_MARKERS) for v, pts in info["gaps"].items()]
     plot_gaps(series, "The recursive variants' gap to the baseline, per model size (shared recipe)", path)
 
