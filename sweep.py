@@ -115,7 +115,9 @@ def failure(run, why):
     last = "(no output)"
     if os.path.exists(path):
         with open(path, errors="replace") as f:
-            last = next((line.strip() for line in reversed(f.read().splitlines()) if line.strip()), last)
+            # skip rules such as torchrun's '=====': they say nothing
+            last = next((line.strip() for line in reversed(f.read().splitlines()) if any(map(str.isalnum, line))),
+                        last)
     return f"{run.dir}: {why or 'exit code 0 but no done line at the planned iteration'}; last line: {last}"
 
 

@@ -11,7 +11,7 @@ cfg, args = sys.argv[1], dict(a[2:].split("=", 1) for a in sys.argv[2:])
 with open(os.path.join(os.path.dirname(cfg), "calls.txt"), "a") as f:
     f.write(" ".join(sys.argv[1:]) + f" threads={os.environ['NANORINS_THREADS']},{os.environ['OMP_NUM_THREADS']}\n")
 if "broken" in cfg:
-    print("boom: something broke")
+    print("boom: something broke\n=====")  # the rule, as torchrun ends its report, must not hide the reason
     sys.exit(3)
 b, out = float(args["flop_budget"]), args["out_dir"]
 os.makedirs(out, exist_ok=True)

@@ -6,10 +6,9 @@ SIGKILL it at an exact point or watch what it does.
 
 FAULT_MODE=die_after_save  FAULT_N=k : SIGKILL right after the k-th checkpoint is on disk
 FAULT_MODE=die_in_save     FAULT_N=k FAULT_FRAC=f : write fraction f of the (k+1)-th checkpoint, then SIGKILL
-FAULT_MODE=record          FAULT_OUT=dir : write the drawn training rounds and the checkpoint saves to dir/rank<R>.json
+FAULT_MODE=record          FAULT_OUT=dir : keep the drawn training rounds and the checkpoint saves in dir/rank<R>.json
 """
 
-import atexit
 import io
 import json
 import os
@@ -32,6 +31,7 @@ real_save_checkpoint, real_torch_save, real_sample_r = checkpoint.save_checkpoin
 def save_checkpoint(obj, path):
     real_save_checkpoint(obj, path)
     saves.append(obj["iter_num"])
+    record()
     if mode == "die_after_save" and len(saves) == n:
         os.kill(os.getpid(), signal.SIGKILL)
 
@@ -49,11 +49,11 @@ def torch_save(obj, f, *args, **kw):
 
 def sample_r(self, generator):
     rounds.append(real_sample_r(self, generator))
+    record()
     return rounds[-1]
 
 
-@atexit.register
-def report():
+def record():  # rewritten at every event, not at exit: train.py leaves DDP runs through os._exit (no atexit)
     if mode == "record":
         with open(os.path.join(os.environ["FAULT_OUT"], f"rank{os.environ.get('RANK', '0')}.json"), "w") as f:
             json.dump({"rounds": rounds, "saves": saves}, f)
