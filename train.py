@@ -454,5 +454,6 @@ if ddp:
     destroy_process_group()
     # Everything is saved, so skip the interpreter's teardown (atexit hooks too): there gloo's leftover threads
     # abort a rank (SIGABRT) in about 1 of 20 two-process CPU runs under torch 2.13, failing a finished run.
-    sys.stdout.flush(), sys.stderr.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
     os._exit(0)
