@@ -84,8 +84,16 @@ def styles(runs):
         for label, shade in zip(labels, shades):
             c = cfgs[label]
             out[label] = dict(color=plt.get_cmap(FAMILY_CMAP[fam])(shade), marker="^" if adapter(c) else "o",
-                              hollow=stochastic(c), ls="--" if stochastic(c) else "-")
+                              hollow=stochastic(c), ls="--" if stochastic(c) else "-", plan=plan_name(c))
     return out
+
+def plan_name(cfg):
+    """What a legend says a variant runs, e.g. 'A^3B, binomial rounds, adapters'."""
+    sig = cfg.get("signature") or "AB"
+    name = sig.replace("^r", f"^{cfg.get('r', 1)}") if cfg.get("round_sampler", "fixed") == "fixed" else sig
+    if cfg.get("round_sampler", "fixed") != "fixed":
+        name += f", {cfg['round_sampler']} rounds (r={cfg.get('r', 1)})"
+    return name + (", adapters" if cfg.get("adapter") not in (None, "", "none") else "")
 
 def marker_kw(st):
     return dict(color=st["color"], marker=st["marker"], mfc="none" if st["hollow"] else st["color"])
@@ -113,7 +121,7 @@ def save(fig, path):
     print(f"wrote {path}")
 
 def handle(st, label):
-    return plt.Line2D([], [], ls=st["ls"], **marker_kw(st)), label
+    return plt.Line2D([], [], ls=st["ls"], **marker_kw(st)), f"{label} [{st['plan']}]"
 
 def setting(runs):
     """'corpus, L layers x d wide' of the runs, for titles."""
@@ -359,6 +367,7 @@ def results_md(runs, metrics, baseline, key, kinds, fits, refused):
 # model sizes: is the gap to the baseline larger for a smaller model? (one sweep dir per size)
 
 SIZE_MARKERS = "osDvP"  # not "^": triangles mark adapters
+SIZE_LINES = ("-", ":", "-.", (0, (5, 1)), (0, (1, 3)))
 
 def size_gaps(sweeps, labels):
     """Per sweep dir (one model size, named by its folder): its baseline's parameter count, gaps() under the shared
@@ -420,25 +429,31 @@ def sizes_md(sizes, key):
 
 def plot_gaps(series, title, path):
     """Paired Δ vs the baseline against training FLOPs and against the baseline's tokens/param, one line per
-    (legend label, style, gaps() points), with 95% intervals (none for one seed)."""
+    (legend label, style, gaps() points), with 95% intervals (none for one seed). Series are nudged apart
+    sideways (a few % in x) so that points at one budget do not hide each other's intervals."""
     fig, axes = figure(1, 2, w=6, h=4.5)
-    for label, st, pts in series:
+    for i, (label, st, pts) in enumerate(series):
         b, t, d = zip(*pts)
+        nudge = 10 ** (0.012 * (i - (len(series) - 1) / 2))
         mu = np.array([x["mean"] for x in d])
         err = np.nan_to_num([mu - [x["lo"] for x in d], [x["hi"] for x in d] - mu])
         for ax, x in zip(axes[0], (b, t)):
-            ax.errorbar(x, mu, yerr=err, capsize=3, ls=st["ls"], **marker_kw(st))
+            ax.errorbar(np.array(x) * nudge, mu, yerr=err, capsize=3, ls=st["ls"], **marker_kw(st))
     for ax, xl in zip(axes[0], ("training FLOPs", "baseline's tokens per parameter")):
         ax.axhline(0, color="black", lw=0.8)
-        ax.set(xscale="log", xlabel=xl, ylabel="Δ loss vs baseline, paired by seed (below 0: better)")
-    fig.suptitle(title)
+        ax.set(xscale="log", xlabel=xl, ylabel="Δ loss vs baseline, same seed")
+    fig.suptitle(title + "\nbelow 0: better than the baseline; bars: 95% t-interval over seeds (none: one seed)")
     legend(fig, [handle(st, label) for label, st, _ in series])
     save(fig, path)
 
 def plot_sizes(sizes, path):
+    """The variants that ran at two sizes or more; a marker and a line style per size."""
     style = styles([dict(label=v, cfg=c) for s in sizes.values() for v, c in s["cfgs"].items()])
-    series = [(f"{v}, {size_name(s, info)}", dict(style[v], marker=marker), pts)
-              for (s, info), marker in zip(sizes.items(), SIZE_MARKERS) for v, pts in info["gaps"].items()]
+    shared = [v for v in sorted({v for s in sizes.values() for v in s["gaps"]})
+              if sum(v in s["gaps"] for s in sizes.values()) > 1]
+    series = [(f"{v}, {size_name(s, info)}", dict(style[v], marker=marker, ls=ls), info["gaps"][v])
+              for (s, info), marker, ls in zip(sizes.items(), SIZE_MARKERS, SIZE_LINES)
+              for v in shared if v in info["gaps"]]
     plot_gaps(series, "The recursive variants' gap to the baseline, per model size (shared recipe)", path)
 
 def analyse(dirs, plots_dir, labels=None, baseline=None, n_boot=1000, seed=0):
