@@ -142,7 +142,8 @@ def plot_curves(runs, metrics, xkey, style, title, path):
             ax.plot(x, [np.mean(v) for v in y], color=st["color"], ls=st["ls"])
             ax.plot(x[-1:], [np.mean(y[-1])], ls="none", **marker_kw(st))  # the run's end, in the variant's marker
             ax.fill_between(x, [min(v) for v in y], [max(v) for v in y], color=st["color"], alpha=0.15)
-        ax.set(xscale="log", xlabel="training FLOPs" if xkey == "flops" else "tokens", ylabel=METRICS[m], title=title)
+        ax.set(xscale="log", xlabel="training FLOPs" if xkey == "flops" else "tokens", ylabel=METRICS[m],
+               title=f"{title}\none run per budget, its schedule ending at the dot: compare the dots")
     legend(fig, [handle(style[v], v) for v in sorted({r["label"] for r in runs})])
     save(fig, path)
 
@@ -476,14 +477,14 @@ def analyse(dirs, plots_dir, labels=None, baseline=None, n_boot=1000, seed=0):
     # curves: each variant at its own best val lr per budget (every run while nothing at that budget is done)
     own = recipe(done, baseline, "own")
     picked = [r for r in runs if (r["label"], r["budget"]) not in own or r["lr"] == own[r["label"], r["budget"]][0]]
-    title = setting(runs) + (", each at its best lr" if any(len(t) > 1 for _, t in best_lrs(done).values()) else "")
+    tuned = any(len(t) > 1 for _, t in best_lrs(done).values())
+    title = setting(runs) + (", each at its own best val lr" if tuned else "")
     for xkey in ("flops", "tokens"):
         plot_curves(picked, metrics, xkey, style, title, os.path.join(plots_dir, f"loss_vs_{xkey}.png"))
     if not done:
         print("no finished runs: only the curves were written")
         return
     key = loss_key(done)
-    tuned = any(len(t) > 1 for _, t in best_lrs(done).values())
     kinds = (["shared", "own"] if tuned else ["shared"]) if baseline else ["own"]
     sels = {k: recipe(done, baseline, k) for k in kinds}
     if baseline:
