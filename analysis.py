@@ -87,11 +87,18 @@ def load_runs(dirs, labels):
                          train_tokens=start.get("train_tokens")))
     return runs
 
+def has_adapter(cfg):
+    return cfg.get("adapter") not in (None, "", "none")
+
+def sampled_rounds(cfg):
+    """True when training draws each step's rounds (stochastic RINS, latent recurrence)."""
+    return cfg.get("round_sampler", "fixed") != "fixed"
+
 def is_baseline(cfg):
     """r = 1 with a plain signature (no letter repeated, degree 1, no adapter): the unrecursed stack."""
     sig = cfg.get("signature") or "AB"
     return (cfg.get("r", 1) == 1 and sig.isalpha() and len(set(sig)) == len(sig)
-            and cfg.get("degree", 1) == 1 and cfg.get("adapter") in (None, "", "none"))
+            and cfg.get("degree", 1) == 1 and not has_adapter(cfg))
 
 def default_baseline(runs):
     """The first variant, by name, whose config is the plain stack; None if there is none."""

@@ -52,8 +52,8 @@ import matplotlib.pyplot as plt
 from matplotlib import ticker
 
 from analysis import (MIN_FIT_BUDGETS, best_lrs, by_config, crossing, default_baseline, family, fit_power_law,
-                      fmt_diff, fmt_regime, gaps, grid_note, load_runs, logged_dirs, loss_key, mean_ci, over_run,
-                      paired_diff, power_law, recipe, regime, verdict)
+                      fmt_diff, fmt_regime, gaps, grid_note, has_adapter, load_runs, logged_dirs, loss_key, mean_ci,
+                      over_run, paired_diff, power_law, recipe, regime, sampled_rounds, verdict)
 from sweep import fmt_budget, sweep
 
 # logged final metrics, in display order; *_acc are higher-is-better, and each may have a per-eval_r dict '<name>_r'
@@ -65,35 +65,31 @@ METRICS = {"val_loss": "val loss", "val_acc": "val accuracy", "zeroshot_acc": "0
 FAMILY_CMAP = dict(baseline="Greys", rins="Blues", rao="Reds", sharing="Greens", latent="Purples", other="Oranges")
 
 def styles(runs):
-    """{label: dict(color, marker, hollow, ls)}. Colour: the family's colour map (baseline black), darker for
+    """{label: dict(color, marker, hollow, ls, plan)}. Colour: the family's colour map (baseline black), darker for
     larger r; stochastic rounds: hollow markers, dashed lines; adapters: triangles."""
     cfgs = {}
     for r in runs:
         cfgs.setdefault(r["label"], r["cfg"])
-    stochastic = lambda c: c.get("round_sampler", "fixed") != "fixed"
-    adapter = lambda c: c.get("adapter") not in (None, "", "none")
     fams = collections.defaultdict(list)
     for label, cfg in cfgs.items():
         fams[family(cfg)].append(label)
     out = {}
     for fam, labels in fams.items():
-        labels.sort(key=lambda v: (cfgs[v].get("r", 1), stochastic(cfgs[v]), adapter(cfgs[v]), v))
+        labels.sort(key=lambda v: (cfgs[v].get("r", 1), sampled_rounds(cfgs[v]), has_adapter(cfgs[v]), v))
         shades = [0.75] if len(labels) == 1 else np.linspace(0.45, 0.95, len(labels))
         if fam == "baseline":  # the first baseline black, any others grey
             shades = np.linspace(1.0, 0.5, len(labels))
         for label, shade in zip(labels, shades):
             c = cfgs[label]
-            out[label] = dict(color=plt.get_cmap(FAMILY_CMAP[fam])(shade), marker="^" if adapter(c) else "o",
-                              hollow=stochastic(c), ls="--" if stochastic(c) else "-", plan=plan_name(c))
+            out[label] = dict(color=plt.get_cmap(FAMILY_CMAP[fam])(shade), marker="^" if has_adapter(c) else "o",
+                              hollow=sampled_rounds(c), ls="--" if sampled_rounds(c) else "-", plan=plan_name(c))
     return out
 
 def plan_name(cfg):
-    """What a legend says a variant runs, e.g. 'A^3B, binomial rounds, adapters'."""
-    sig = cfg.get("signature") or "AB"
-    name = sig.replace("^r", f"^{cfg.get('r', 1)}") if cfg.get("round_sampler", "fixed") == "fixed" else sig
-    if cfg.get("round_sampler", "fixed") != "fixed":
-        name += f", {cfg['round_sampler']} rounds (r={cfg.get('r', 1)})"
-    return name + (", adapters" if cfg.get("adapter") not in (None, "", "none") else "")
+    """What a legend says a variant runs: 'A^2B', or 'A^rB, binomial rounds (r=3), adapters' when r is drawn."""
+    sig, r = cfg.get("signature") or "AB", cfg.get("r", 1)
+    name = f"{sig}, {cfg['round_sampler']} rounds (r={r})" if sampled_rounds(cfg) else sig.replace("^r", f"^{r}")
+    return name + (", adapters" if has_adapter(cfg) else "")
 
 def marker_kw(st):
     return dict(color=st["color"], marker=st["marker"], mfc="none" if st["hollow"] else st["color"])
