@@ -122,11 +122,18 @@ def by_config(runs):
     return dict(sorted(g.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0, kv[0][2] or 0)))
 
 def best_lrs(done):
-    """{(label, budget): (best lr by mean final val_loss over seeds, {lr: that mean})}, lrs ascending."""
-    tried = collections.defaultdict(dict)
+    """{(label, budget): (best lr by mean final val_loss, {lr: that mean})}, lrs ascending. The mean is over the
+    seeds every lr of the grid ran (paired, as the variants are: seeds differ by more than lrs do in short runs),
+    over each lr's own seeds where the grid shares none."""
+    grids = collections.defaultdict(dict)
     for (label, budget, lr), rs in by_config(done).items():
-        tried[label, budget][lr] = float(np.mean([r["final"]["val_loss"] for r in rs]))
-    return {k: (min(v, key=v.get), v) for k, v in tried.items()}
+        grids[label, budget][lr] = {r["seed"]: r["final"]["val_loss"] for r in rs}
+    best = {}
+    for k, grid in grids.items():
+        shared = set.intersection(*(set(v) for v in grid.values()))
+        mean = {lr: float(np.mean([v[s] for s in (shared or v)])) for lr, v in grid.items()}
+        best[k] = min(mean, key=mean.get), mean
+    return best
 
 def lr_edge(lr, lrs):
     """'' when lr lies inside the grid lrs, else why it does not."""

@@ -24,9 +24,9 @@ Sweep and compare nanoRINS runs at matched training FLOPs.
    A variant is the config file stem (the run dir's parent folder), renamed by --label stem=name; a run
    is keyed by (variant, budget, lr, seed), with lr the config's learning_rate. Only finished runs
    enter the final tables and fits. The lr of each (variant, budget) is chosen by mean final val loss
-   over seeds; losses are then compared on the held-out test split (val when a run did not log one),
-   under two recipes: shared (every variant at the baseline's best lr, the paper's protocol) and own
-   (each variant at its best lr). Differences vs baseline pair runs by seed (same init and data order).
+   over the seeds all its lrs ran; losses are then compared on the held-out test split (val when a run
+   did not log one), under two recipes: shared (every variant at the baseline's best lr, the paper's
+   protocol) and own (each variant at its best lr). Differences vs baseline pair runs by seed (same init and data order).
    Every row states its regime: tokens per parameter (all but the position table) and epochs of the
    training split.
    Colours: baseline black, RINS A^rB blues, RAO (AB)^r reds, MobileLLM-style sharing greens, latent
@@ -294,7 +294,7 @@ def lr_table(done):
         losses = ", ".join(f"{k:g}: {v:.4f}" for k, v in sorted(tried.items()))
         note = grid_note(best, label, budget) or ("inside" if len(tried) > 1 else "tuned at another budget")
         rows.append([label, fmt_budget(budget) if budget else "-", losses, f"{lr:g}", note])
-    return (["## Learning rate, chosen on val (mean final val loss over seeds)", ""]
+    return (["## Learning rate, chosen on val (mean final val loss over the seeds every lr of the grid ran)", ""]
             + md_table(["variant", "budget", "val loss per lr", "best lr", "grid"], rows))
 
 def diff_table(sel, baseline, key, kind):

@@ -117,6 +117,17 @@ def test_shared_and_own_recipes_pick_lrs_and_flag_the_edge(tmp_path):
     assert analysis.paired_diff(own["rins", 1e13][1], own["baseline", 1e13][1], key)["mean"] == pytest.approx(0.0)
     d = analysis.paired_diff(shared["rins", 1e13][1], shared["baseline", 1e13][1], key)
     assert d["mean"] == pytest.approx(0.05)
+    # lrs are compared on the seeds they share: two easy extra seeds at 4e-3 do not make it the best
+    extra = tmp_path / "extra"
+    for lr, final in [(1e-3, 3.0), (2e-3, 3.1), (4e-3, 3.3)]:
+        write_run(extra, "rins", RINS, 1e13, 0, final, lr=lr)
+    for s in (1, 2):
+        write_run(extra, "rins", RINS, 1e13, s, 2.0, lr=4e-3)
+    lr, mean = analysis.best_lrs(load(extra))["rins", 1e13]
+    assert lr == 1e-3 and mean[4e-3] == pytest.approx(3.3)
+    write_run(extra, "rins", RINS, 2e13, 1, 3.0, lr=1e-3)  # no seed shared: each lr's own seeds
+    write_run(extra, "rins", RINS, 2e13, 2, 2.9, lr=2e-3)
+    assert analysis.best_lrs(load(extra))["rins", 2e13][0] == 2e-3
 
 
 def test_paired_interval_equals_hand_computation(tmp_path):
