@@ -26,9 +26,9 @@ Sweep and compare nanoRINS runs at matched training FLOPs.
    enter the final tables and fits. The lr of each (variant, budget) is chosen by mean final val loss
    over the seeds all its lrs ran; losses are then compared on the held-out test split (val when a run
    did not log one), under two recipes: shared (every variant at the baseline's best lr, the paper's
-   protocol) and own (each variant at its best lr). Differences vs baseline pair runs by seed (same init and data order).
-   Every row states its regime: tokens per parameter (all but the position table) and epochs of the
-   training split.
+   protocol) and own (each variant at its best lr). Differences vs baseline pair runs by seed (same init
+   and data order). Every row states its regime: tokens per parameter (all but the position table) and
+   epochs of the training split.
    Colours: baseline black, RINS A^rB blues, RAO (AB)^r reds, MobileLLM-style sharing greens, latent
    recurrence purples, others oranges, darker for larger r; stochastic rounds hollow and dashed,
    adapters triangles. `--no-run` redoes all of it from the logs alone (no checkpoints needed).
