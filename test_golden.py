@@ -1,9 +1,12 @@
 """
-Golden logs: refactors must not move a single bit of the numerics.
+Golden logs: refactors must not move the numerics.
 
 A few variants train for 24 iterations on data made here by a fixed pure-Python generator, and
-their log.jsonl numbers must equal golden_logs.json exactly. The file was written by the code
-before the issue-14 refactor; rewrite it only for a change that is meant to alter the numerics:
+their log.jsonl numbers must equal golden_logs.json: iterations, tokens, FLOPs and learning rates
+exactly, losses to a relative 1e-6. On the machine that wrote the file the losses agree bit for bit;
+a CPU with other vector units (AVX-512 against AVX2 kernels) rounds float32 sums differently, by about
+1e-7 after 24 steps, while a changed random stream, schedule or data order moves them by 1e-4 or more.
+Rewrite the file only for a change that is meant to alter the numerics:
 
     NANORINS_WRITE_GOLDEN=1 python -m pytest test_golden.py
 """
@@ -91,4 +94,13 @@ def test_logs_equal_the_golden_logs(root, name):
     golden = json.load(open(GOLDEN))[name]
     assert len(got) == len(golden) == 4
     for g, e in zip(got, golden):
-        assert g == e, f"{name} iter {e['iter']}: {g} != golden {e}"
+        assert g.keys() == e.keys(), f"{name} iter {e['iter']}: logged {sorted(g)}, golden {sorted(e)}"
+        for k in e:
+            if k in ("iter", "tokens", "flops", "lr"):
+                assert g[k] == e[k], f"{name} iter {e['iter']}: {k} {g[k]} != golden {e[k]}"
+            else:  # a loss, or a dict of them per r
+                want = e[k] if isinstance(e[k], dict) else {"": e[k]}
+                have = g[k] if isinstance(g[k], dict) else {"": g[k]}
+                assert have.keys() == want.keys() and all(
+                    have[r] == (None if want[r] is None else pytest.approx(want[r], rel=1e-6)) for r in want), \
+                    f"{name} iter {e['iter']}: {k} {g[k]} != golden {e[k]}"

@@ -200,6 +200,9 @@ if task == "lm":
     if "test" in tokens:
         test_gen = torch.Generator().manual_seed(20250212)  # its own stream: adding a test split moves no val window
         test_batches = [get_batch("test", test_gen) for _ in range(eval_iters)]
+    # a fixed slice of the *training* split, scored at every eval: past one epoch, train - val on the same
+    # windows each time tells memorising from learning (the running batch loss cannot: its windows change)
+    fixed_train_batches = [get_batch("train", torch.Generator().manual_seed(20250213)) for _ in range(eval_iters)]
 else:  # siglip draws fresh captions per batch
     try:
         arrays = vision.load(data_path, task, meta.get("classes"))
@@ -295,11 +298,12 @@ def gather_rng() -> list:  # every rank's dropout/noise RNG state, so a resumed 
     return states
 
 @torch.no_grad()
-def estimate_loss(batches: list) -> tuple[dict, dict]:
-    """Loss (averaged over the ranks' slices) and, for images, accuracy over fixed batches at every depth in rs."""
+def estimate_loss(batches: list, depths: list | None = None) -> tuple[dict, dict]:
+    """Loss (averaged over the ranks' slices) and, for images, accuracy over fixed batches at every depth in
+    depths (default rs)."""
     raw_model.eval()
     losses, accs = {}, {}
-    for r in rs:
+    for r in depths or rs:
         with autocast:
             if task == "lm":
                 losses[r] = sum(raw_model(x, y, r=r)[1].item() for x, y in batches) / len(batches)
@@ -387,6 +391,10 @@ while True:
             fail(f"validation loss is not finite at iter {iter_num} ({losses}); stopping. "
                  f"{last_good()}; lower learning_rate and resume with --init_from=resume")
         test = estimate_loss(test_batches)[0] if last and test_batches else None
+        fixed_train = None
+        if task == "lm":  # its own RNG fork: latent noise drawn here must not shift the training stream's
+            with torch.random.fork_rng(devices=[torch.cuda.current_device()] if device_type == "cuda" else []):
+                fixed_train = estimate_loss(fixed_train_batches, [train_r])[0][train_r]
         grads = {"grad_norm": sum(grad_norms) / len(grad_norms), "grad_norm_max": max(grad_norms),
                  "clip_frac": sum(g > grad_clip for g in grad_norms) / len(grad_norms) if grad_clip > 0 else 0.0
                  } if grad_norms else {}
@@ -396,12 +404,15 @@ while True:
                        "flops": flops_done, "lr": lr, "train_loss": train_loss, "ms_per_iter": ms_per_iter,
                        "elapsed_s": time.time() - start} | grads | by_r("val_loss", losses)
                       | (by_r("test_loss", test) if test else {})
+                      | ({"fixed_train_loss": fixed_train} if fixed_train is not None else {})
                       | (by_r("val_acc" if task == "vit" else "zeroshot_acc", accs) if accs else {}))
             with open(log_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
             shown = ", ".join(f"r={k} {v:.4f}" for k, v in record.get("val_loss_r", {}).items())
             print(f"eval iter {iter_num}: val loss {record['val_loss']:.4f}" + (f" ({shown})" if shown else "")
-                  + (f", train loss {train_loss:.4f}" if train_loss else "") + f", {flops_done:.3g} FLOPs"
+                  + (f", train loss {train_loss:.4f}" if train_loss else "")
+                  + (f" (fixed train windows {fixed_train:.4f})" if fixed_train is not None else "")
+                  + f", {flops_done:.3g} FLOPs"
                   + (f", test loss {record['test_loss']:.4f}" if "test_loss" in record else "")
                   + (f", grad norm {grads['grad_norm']:.3f} ({100 * grads['clip_frac']:.0f}% clipped)" if grads else "")
                   + (", accuracy " + ", ".join(f"r={k} {v:.4f}" if k else f"{v:.4f}" for k, v in accs.items())
