@@ -307,10 +307,10 @@ def family(cfg):
     if is_baseline(cfg):
         return "baseline"
     try:
-        pre, unit, post = parse_signature(sig, cfg.get("n_layer", 1))
+        prelude, unit, coda = parse_signature(sig, cfg.get("n_layer", 1))
     except ValueError:
         return "other"
-    letters = pre + unit * cfg.get("r", 1) + post if cfg.get("degree", 1) == 1 else ""
+    letters = prelude + unit * cfg.get("r", 1) + coda if cfg.get("degree", 1) == 1 else ""
     patterns = dict(rins="A+B", rao="(AB)+", sharing="AB+", latent="AB+C")
     return next((name for name, p in patterns.items() if re.fullmatch(p, letters)), "other")
 

@@ -107,7 +107,7 @@ SIGNATURE_HELP = ("use capital letters introduced in order (A, then B, ...), gro
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 def parse_signature(signature: str, n_layer: int) -> tuple[str, str, str]:
-    """(pre, unit, post) letters, '^r' repeating the unit: 'A^rB' -> ('', 'A', 'B'), 'A^3B' -> ('AAAB', '', '').
+    """(prelude, unit, coda) letters, '^r' repeating the unit: 'A^rB' -> ('', 'A', 'B'), 'A^3B' -> ('AAAB', '', '').
     MobileLLM's named patterns give each layer a letter: 'blockwise' runs each twice, 'reverse' 1..L then L..1."""
     if signature in ("blockwise", "reverse"):
         if n_layer > len(LETTERS):
@@ -142,18 +142,18 @@ def parse_signature(signature: str, n_layer: int) -> tuple[str, str, str]:
         raise bad("only one '^r' is allowed")
     text = [t for t, _ in groups[0]]
     cut = recursed[0] if recursed else len(text)
-    pre, unit, post = "".join(text[:cut]), "".join(text[cut:cut + 1]), "".join(text[cut + 1:])
-    seen = "".join(dict.fromkeys(pre + unit + post))
+    prelude, unit, coda = "".join(text[:cut]), "".join(text[cut:cut + 1]), "".join(text[cut + 1:])
+    seen = "".join(dict.fromkeys(prelude + unit + coda))
     if seen != LETTERS[:len(seen)]:
         raise bad(f"letters must first appear in alphabetical order (found {seen})")
-    return pre, unit, post
+    return prelude, unit, coda
 
 CHOICES = dict(round_sampler=("fixed", "binomial", "poisson"), injection=("none", "add", "concat"),
                state_init=("input", "noise"), adapter=("none", "per_round", "per_count"))
 
 class Plan:
-    """The physical block at each step, layers(r) = pre + unit * r + post, from RecursionConfig's fields and n_layer
-    (a bad config raises a one-line ValueError); also the training rounds' distribution and the FLOP count."""
+    """The physical block of each application, layers(r) = prelude + unit * r + coda, from RecursionConfig's fields
+    and n_layer (a bad config raises a one-line ValueError); also the training rounds' distribution and the FLOPs."""
 
     def __init__(self, config):
         c = config
@@ -167,8 +167,8 @@ class Plan:
             raise ValueError(f"stochastic_p={c.stochastic_p} must be in [0, 1)")
         self.signature, self.r, self.degree, self.bptt_rounds = c.signature, c.r, c.degree, c.bptt_rounds
         self.n_layer = c.n_layer
-        self.letters = pre, unit, post = parse_signature(c.signature, c.n_layer)
-        self.recursive, n_letters = bool(unit), len(set(pre + unit + post))
+        self.letters = prelude, unit, coda = parse_signature(c.signature, c.n_layer)
+        self.recursive, n_letters = bool(unit), len(set(prelude + unit + coda))
         parts = c.partition.split(":") if c.partition else ["1"] * n_letters
         self.weights = [int(w) if w.isdigit() else 0 for w in parts]
         if len(self.weights) != n_letters or min(self.weights) < 1:
@@ -180,7 +180,7 @@ class Plan:
                              "state_init and bptt_rounds must keep their defaults; recurse with e.g. A^rB")
         if c.state_init == "noise" and c.injection == "none":
             raise ValueError("state_init='noise' discards the stream unless injection is 'add' or 'concat'")
-        self.pre, self.unit, self.post = (self.expand(part, 0, c.n_layer, c.degree) for part in self.letters)
+        self.prelude, self.unit, self.coda = (self.expand(part, 0, c.n_layer, c.degree) for part in self.letters)
         self.max_r = {"fixed": c.r, "binomial": c.r, "poisson": 4 * c.r}[c.round_sampler]  # poisson: Huginn's cap
         self.sampled, self.adapted = c.round_sampler != "fixed", c.adapter != "none"  # adapters: max_r rounds only
         self.round_probs = self._round_distribution(c.round_sampler, c.stochastic_p)  # {r: probability} in training
@@ -198,8 +198,8 @@ class Plan:
             if degree == 1:
                 layers += range(a, b)
             else:
-                pre, unit, post = (self.expand(part, a, b, degree - 1) for part in self.letters)
-                layers += pre + unit * self.r + post
+                prelude, unit, coda = (self.expand(part, a, b, degree - 1) for part in self.letters)
+                layers += prelude + unit * self.r + coda
         return layers
 
     def check_r(self, r: int | None) -> int:  # the configured r, or an inference-time override that fits the plan
@@ -214,11 +214,11 @@ class Plan:
         return r
 
     def layers(self, r: int | None = None) -> list[int]:
-        return self.pre + self.unit * self.check_r(r) + self.post
+        return self.prelude + self.unit * self.check_r(r) + self.coda
 
     def describe(self, r: int | None = None) -> str:
         r = self.check_r(r)
-        parts = [self.pre] + [self.unit] * r + [self.post]
+        parts = [self.prelude] + [self.unit] * r + [self.coda]
         text, n = " | ".join(" ".join(map(str, p)) for p in parts if p), sum(map(len, parts))
         return (f"{self.signature} (r={r}, degree {self.degree}): {text}  "
                 f"[{n} applications, {n / self.n_layer:.2f}x of {self.n_layer} layers]")
@@ -238,7 +238,7 @@ class Plan:
         pmf[-1] += 1 - pmf.sum()  # fold the tail beyond the cap onto the cap
         return {1 + int(i): float(p) for i, p in enumerate(pmf)}
 
-    def sample_r(self, generator: torch.Generator) -> int:  # once per step, from a generator nothing else touches
+    def sample_r(self, generator: torch.Generator) -> int:  # per optimizer step, from a generator of its own
         i = torch.multinomial(torch.tensor(list(self.round_probs.values())), 1, generator=generator).item()
         return list(self.round_probs)[i]
 
@@ -252,7 +252,7 @@ class Plan:
         round_cost, total = len(self.unit) * apply + 2 * round_matmuls, 0.0
         for rounds, p in probs.items():
             no_grad = max(rounds - self.bptt_rounds, 0) if self.bptt_rounds and train else 0
-            fwd_grad = (len(self.pre) + len(self.post)) * apply + (rounds - no_grad) * round_cost + 2 * end_matmuls
+            fwd_grad = (len(self.prelude) + len(self.coda)) * apply + (rounds - no_grad) * round_cost + 2 * end_matmuls
             total += p * ((3 if train else 1) * fwd_grad + no_grad * round_cost)
         return total
 
@@ -294,7 +294,7 @@ class RoundExtras(nn.Module):
             return s + e
         return self.inject(torch.cat([s, e], dim=-1)) if self.injection == "concat" else s
 
-    def after_round(self, k: int, r: int, s):  # 'per_count' adapts only after the last round, telling the post blocks r
+    def after_round(self, k: int, r: int, s):  # 'per_count' adapts only after the last round, telling the coda r
         return self.adapters[k](s) if self.adapter == "per_round" or self.adapter == "per_count" and k == r - 1 else s
 
     def matmuls(self) -> tuple[int, int]:  # matmul weights added per round and once after them, for Plan.flops
@@ -358,27 +358,27 @@ class PlanModel(nn.Module):  # a model with `plan` (a Plan) and `extras` (its Ro
         return self.plan.flops(linear_weights(blocks[0]), self.config.n_embd, seq_len, train, r, *self.extras.matmuls())
 
     def run_plan(self, x, blocks: nn.ModuleList, r: int | None = None, caches: list | None = None, states=None):
-        """The blocks along plan.layers(r): pre once, the unit r times, post once. The step-th application
-        uses caches[step]; `states` (if a list) gets the stream after every application."""
-        plan, extras, steps = self.plan, self.extras, list(enumerate(self.plan.layers(r)))  # (step, block index)
-        r, a, n = plan.check_r(r), len(plan.pre), len(plan.unit)
+        """The blocks along plan.layers(r): the prelude once, the unit r times, the coda once. Application j (the
+        j-th block run) uses caches[j]; `states` (if a list) gets the stream after every application."""
+        plan, extras, apps = self.plan, self.extras, list(enumerate(self.plan.layers(r)))  # (application, block)
+        r, a, n = plan.check_r(r), len(plan.prelude), len(plan.unit)
 
         def run(x, part):
-            for step, i in part:
-                x = blocks[i](x, None if caches is None else caches[step])
+            for j, i in part:
+                x = blocks[i](x, None if caches is None else caches[j])
                 if states is not None:
                     states.append(x)
             return x
 
-        x = run(x, steps[:a])
+        x = run(x, apps[:a])
         if plan.recursive:
             e, x = x, extras.start(x)  # e: the prelude's output, which injection feeds back every round
             for k in range(r):
                 with extras.grad(k, r):  # truncated backprop: early rounds build no graph
                     x = extras.before_round(x, e)
-                    x = run(x, steps[a + k * n:a + (k + 1) * n])
+                    x = run(x, apps[a + k * n:a + (k + 1) * n])
                     x = extras.after_round(k, r, x)
-        return run(x, steps[a + r * n:])
+        return run(x, apps[a + r * n:])
 
 
 # --- GPT -------------------------------------------------------------------------------------------------------------
@@ -428,7 +428,7 @@ class GPT(PlanModel):
         if kv_share not in ("none", "first", "last"):
             raise ValueError(f"kv_share='{kv_share}' is not one of none, first, last")
         caches, r = [KVCache() for _ in self.plan.layers(r)], self.plan.check_r(r)
-        a, n = len(self.plan.pre), len(self.plan.unit)
+        a, n = len(self.plan.prelude), len(self.plan.unit)
         own = 0 if kv_share == "first" else r - 1  # the round that stores
         for k in range(r):
             if kv_share != "none" and k != own:

@@ -34,9 +34,9 @@ def segments(model, r: int | None = None) -> list[tuple[str, list[int]]]:
     plan = model.plan
     r = plan.check_r(r)  # the configured r, or an override the plan accepts (else a one-line ValueError)
     if not plan.recursive:
-        return [("single pass", plan.pre)]
+        return [("single pass", plan.prelude)]
     rounds = [(f"round {k + 1}", plan.unit) for k in range(r)]
-    return [(name, layers) for name, layers in [("prelude", plan.pre), *rounds, ("coda", plan.post)] if layers]
+    return [(name, layers) for name, layers in [("prelude", plan.prelude), *rounds, ("coda", plan.coda)] if layers]
 
 
 def applications(model, r: int | None = None) -> list[tuple[int, str]]:

@@ -223,7 +223,7 @@ def test_truncated_backprop_reaches_only_the_last_rounds():
         for i in ref.plan.unit:
             s = h.h[i](s)
         s = s.detach() if k < 2 else s
-    for i in ref.plan.post:
+    for i in ref.plan.coda:
         s = h.h[i](s)
     logits = ref.lm_head(h.ln_f(s))
     torch.nn.functional.cross_entropy(logits.view(-1, 64), y.view(-1)).backward()
