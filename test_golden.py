@@ -9,6 +9,10 @@ a CPU with other vector units (AVX-512 against AVX2 kernels) rounds float32 sums
 Rewrite the file only for a change that is meant to alter the numerics:
 
     NANORINS_WRITE_GOLDEN=1 python -m pytest test_golden.py
+
+Rewritten on 2026-12-03 when the warmup cap (a tenth of the iterations) began to apply to runs whose length
+comes from max_iters: these runs' warmup went from 4 to 2 iterations. Before rewriting, the code before that
+change, given --warmup_iters=2, reproduced the new file bit for bit.
 """
 
 import json

@@ -83,3 +83,16 @@ def test_train_py_image_task_logs_accuracy(tmp_path, config, task, extra):
     assert set(done[f"{acc}_r"]) == set(done["val_loss_r"]) == {"1", "2"}
     assert done[acc] == done[f"{acc}_r"]["2"] and 0.0 <= done[acc] <= 1.0
     assert all(math.isfinite(v) for v in done["val_loss_r"].values())
+
+
+def test_fixed_train_windows_and_the_warmup_cap(char_data, tmp_path):
+    """fixed_train_loss scores the same training windows at every eval: with a learning rate of 0 nothing moves, so
+    it repeats exactly while the running batch loss (new windows each step) does not. The warmup cap (a tenth of the
+    iterations) applies to a length set by max_iters too."""
+    proc = train(char_data, tmp_path, "--flop_budget=0", "--max_iters=20", "--eval_interval=5", "--warmup_iters=100",
+                 "--learning_rate=0.0", "--min_lr=0.0", "--signature=A^rB", "--r=2", "--eval_r=[1]")
+    assert "(warmup 2," in proc.stdout
+    evals = [rec for rec in read_log(tmp_path) if rec["event"] != "start"]
+    fixed = {rec["fixed_train_loss"] for rec in evals}
+    assert len(evals) == 5 and len(fixed) == 1 and math.isfinite(fixed.pop())
+    assert len({rec["train_loss"] for rec in evals[1:]}) > 1

@@ -72,7 +72,7 @@ eval_r = [1]  # extra inference depths evaluated on recursive models (val_loss_r
 # --- training --- AdamW with warmup then cosine decay to min_lr at this run's own last iteration
 learning_rate = 1e-3  # peak learning rate, after warmup
 min_lr = 1e-4  # learning rate at the last iteration
-warmup_iters = 100  # linear warmup (a run set by flop_budget caps it at a tenth of its iterations)
+warmup_iters = 100  # linear warmup, capped at a tenth of the run's iterations
 max_iters = 2000  # used only with --flop_budget=0
 flop_budget = 1e15  # total training FLOPs; > 0 sets max_iters = budget / (FLOPs per iteration)
 weight_decay = 0.1  # AdamW decay of matrices and embeddings (never norms or biases)
@@ -251,7 +251,7 @@ if flop_budget > 0:
     max_iters = round(flop_budget / flops_per_iter)
     if max_iters < 1:
         fail(f"flop_budget={flop_budget:.3g} is less than one iteration ({flops_per_iter:.3g} FLOPs); raise it")
-warmup = min(warmup_iters, max_iters // 10) if flop_budget > 0 else warmup_iters  # short runs keep 90% for decay
+warmup = min(warmup_iters, max_iters // 10)  # a short run, whatever set its length, keeps 90% for the decay
 
 # --- optimizer, resume, compile ---
 optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type)
