@@ -9,7 +9,9 @@ the logit-lens loss (ln_f and the head applied to the stream there: what the pla
 the stream's RMS norm, and its cosine similarity to the previous application and to the same point of
 the unit one round earlier (near 1: the extra round hardly changes anything). Per physical block it gives
 the share of the gradient (one gradient of the mean loss; a shared block sums its applications').
-Writes out_dir/diagnose_r<r>.png and out_dir/diagnose_r<r>.md and prints the table.
+For a latent model (injection), it also asks whether the unit reads the state it carries from round to
+round: the loss when that state is replaced by zeros, noise or another sequence's state (state_use).
+Writes out_dir/diagnose_r<r>.png and out_dir/diagnose_r<r>.md and prints the tables.
 """
 
 import argparse
@@ -100,9 +102,55 @@ def diagnose(model: GPT, batches: list, r: int | None = None) -> dict:
             "loss": loss_sum / k, "grad": grads, "share": grads ** 2 / (grads ** 2).sum()}
 
 
+@torch.no_grad()
+def state_use(model: GPT, batches: list, r: int | None = None) -> dict:
+    """Does a model with injection read the state it carries from round to round? The loss when the state
+    entering rounds 2..r is replaced by zeros, by noise of its own std, or by another sequence's state (the batch
+    rolled by one row: the same statistics, none of the content), against the loss as trained and at r = 1; and
+    the RMS of the state's and the input's contributions to what a round starts from (W_s s and W_e e, or s and e)."""
+    extras, r = model.extras, model.plan.check_r(r)
+    original, calls, parts = extras.before_round, [0], {"state": [], "input": []}
+
+    def probe(replace):
+        def before_round(s, e):
+            k, calls[0] = calls[0] % r, calls[0] + 1  # eval runs exactly r rounds per forward
+            if k and replace:
+                s = replace(s)
+            elif not replace:
+                normed = F.layer_norm(s, s.shape[-1:]) if extras.state_norm else s
+                w = extras.inject.weight if extras.inject is not None else None
+                state, inp = (normed, e) if w is None else (normed @ w[:, :s.size(-1)].T, e @ w[:, s.size(-1):].T)
+                parts["state"].append(rms(state).item())
+                parts["input"].append(rms(inp).item())
+            return original(s, e)
+        return before_round
+
+    replacements = {"as trained": None, "zeros": torch.zeros_like,
+                    "noise of the state's std": lambda s: torch.randn_like(s) * s.std(),
+                    "another sequence's state": lambda s: s.roll(1, dims=0)}
+    losses = {}
+    model.eval()
+    try:
+        for name, replace in replacements.items():
+            extras.before_round = probe(replace)
+            losses[name] = sum(model(x, y, r=r)[1].item() for x, y in batches) / len(batches)
+    finally:
+        del extras.before_round  # back to the class's method
+    losses["r = 1"] = sum(model(x, y, r=1)[1].item() for x, y in batches) / len(batches)
+    return {"r": r, "losses": losses, "state_rms": np.mean(parts["state"]), "input_rms": np.mean(parts["input"])}
+
+
+def state_table(u: dict) -> str:
+    rows = [f"| state entering rounds 2..{u['r']} | loss | vs as trained |", "|---|---:|---:|"]
+    rows += [f"| {name} | {v:.4f} | {v - u['losses']['as trained']:+.4f} |" for name, v in u["losses"].items()]
+    return "\n".join(rows + ["", f"RMS of what a round starts from: state part {u['state_rms']:.3f}, "
+                                  f"input part {u['input_rms']:.3f}"])
+
+
 def tables(model: GPT, d: dict) -> str:
     fmt = lambda v: "-" if np.isnan(v) else f"{v:.4f}"
-    rows = ["| step | block | round | lens loss | RMS norm | cos to previous step | cos to previous round |",
+    rows = ["| application | block | round | lens loss | RMS norm | cos to previous application "
+            "| cos to previous round |",
             "|---:|---:|---|---:|---:|---:|---:|"]
     rows += [f"| {t + 1} | {i} | {name} | {d['lens'][t]:.4f} | {d['norm'][t]:.3f} | {d['cos_app'][t]:.4f} | "
              f"{fmt(d['cos_round'][t])} |"
@@ -119,10 +167,10 @@ def plot(model: GPT, d: dict, r: int | None, title: str, path: str):
     apps, x = d["apps"], np.arange(1, len(d["apps"]) + 1)
     dots = [colour(name) for _, name in apps]
     fig, axes = plt.subplots(2, 2, figsize=(max(10, 0.55 * len(apps) + 4), 7.5))
-    panels = [(axes[0, 0], "logit-lens loss after each step", [("lens", "lens loss")]),
+    panels = [(axes[0, 0], "logit-lens loss after each application", [("lens", "lens loss")]),
               (axes[0, 1], "RMS norm of the residual stream", [("norm", "RMS norm")]),
-              (axes[1, 0], "cosine similarity of the stream", [("cos_app", "to the previous step"),
-                                                                 ("cos_round", "to the same step one round earlier")])]
+              (axes[1, 0], "cosine similarity of the stream",
+               [("cos_app", "to the previous application"), ("cos_round", "to the same point one round earlier")])]
     for ax, name, series in panels:
         t = 1
         for seg, layers in segments(model, r):  # shade each part of the plan in its plan.py colour
@@ -137,7 +185,7 @@ def plot(model: GPT, d: dict, r: int | None, title: str, path: str):
             ax.axhline(d["loss"], color="gray", ls="--", lw=1, label=f"model loss {d['loss']:.3f}")
         ax.set_xticks(x, [f"{t}\nb{i}" for t, (i, _) in zip(x, apps)], fontsize=7)
         ax.set_title(name, fontsize=10, pad=14)
-        ax.set_xlabel("step (application) and its block", fontsize=8)
+        ax.set_xlabel("application and its block", fontsize=8)
         ax.legend(fontsize=7)
     ax = axes[1, 1]
     letters = block_letters(model.plan)
@@ -172,8 +220,8 @@ def val_batches(ckpt: dict, data_dir: str | None, n: int, batch_size: int | None
 
 def main(argv: list[str]):
     p = argparse.ArgumentParser(prog="diagnose.py", description="Per plan application of a trained LM: logit-lens "
-                                "loss, RMS norm, cosine to the previous step and round; per block: gradient share. "
-                                "Writes out_dir/diagnose_r<r>.{md,png}.")
+                                "loss, RMS norm, cosine to the previous application and round; per block: gradient "
+                                "share. Writes out_dir/diagnose_r<r>.{md,png}.")
     p.error = lambda msg: sys.exit(f"diagnose.py: {msg}; see python diagnose.py --help")  # one line, not usage + error
     p.add_argument("--out_dir", required=True, help="run directory with ckpt.pt (from train.py); outputs go here too")
     p.add_argument("--r", type=int, help="rounds to run (default: the trained r)")
@@ -204,6 +252,8 @@ def main(argv: list[str]):
     head = (f"{text}\n{len(batches)} val batches of {tuple(batches[0][0].shape)} tokens, "
             f"checkpoint iter {ckpt['iter_num']}, loss {d['loss']:.4f}")
     table = tables(model, d)
+    if model.config.injection != "none":  # a latent model: does it use the state it carries?
+        table += "\n\n" + state_table(state_use(model, batches, args.r))
     print(head + "\n\n" + table)
     stem = os.path.join(args.out_dir, f"diagnose_r{r}")
     with open(stem + ".md", "w") as f:

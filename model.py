@@ -175,11 +175,13 @@ class Plan:
             raise ValueError(f"partition '{c.partition}' must give one positive integer per letter ({n_letters} "
                              "letters), e.g. " + ":".join(["1"] * n_letters))
         if not self.recursive and (c.r != 1 or c.round_sampler != "fixed" or c.adapter != "none"
-                                   or c.injection != "none" or c.state_init != "input" or c.bptt_rounds):
+                                   or c.injection != "none" or c.state_init != "input" or c.bptt_rounds
+                                   or c.state_norm):
             raise ValueError(f"signature '{c.signature}' has no '^r' unit, so r, round_sampler, adapter, injection, "
-                             "state_init and bptt_rounds must keep their defaults; recurse with e.g. A^rB")
-        if c.state_init == "noise" and c.injection == "none":
-            raise ValueError("state_init='noise' discards the stream unless injection is 'add' or 'concat'")
+                             "state_init, state_norm and bptt_rounds must keep their defaults; recurse with e.g. A^rB")
+        if (c.state_init == "noise" or c.state_norm) and c.injection == "none":
+            raise ValueError("state_init='noise' and state_norm act on the injected state: they need injection "
+                             "'add' or 'concat'")
         self.prelude, self.unit, self.coda = (self.expand(part, 0, c.n_layer, c.degree) for part in self.letters)
         self.max_r = {"fixed": c.r, "binomial": c.r, "poisson": 4 * c.r}[c.round_sampler]  # poisson: Huginn's cap
         self.sampled, self.adapted = c.round_sampler != "fixed", c.adapter != "none"  # adapters: max_r rounds only
@@ -273,8 +275,8 @@ class RoundExtras(nn.Module):
 
     def __init__(self, c, max_r: int):
         super().__init__()
-        self.injection, self.state_init, self.adapter = c.injection, c.state_init, c.adapter
-        self.bptt_rounds = c.bptt_rounds
+        self.injection, self.state_init, self.state_norm = c.injection, c.state_init, c.state_norm
+        self.adapter, self.bptt_rounds = c.adapter, c.bptt_rounds
         self.inject = nn.Linear(2 * c.n_embd, c.n_embd, bias=False) if c.injection == "concat" else None
         self.adapters = nn.ModuleList(Adapter(c.n_embd, c.adapter_rank) for _ in range(max_r * (c.adapter != "none")))
 
@@ -289,7 +291,10 @@ class RoundExtras(nn.Module):
         return torch.set_grad_enabled(torch.is_grad_enabled() and k >= r - (self.bptt_rounds or r))
 
     def before_round(self, s, e):
-        """Injection: the prelude's output e re-enters every round, added or through W [s, e]."""
+        """Injection: the prelude's output e re-enters every round, added or through W [s, e]; state_norm first
+        puts the state on e's footing (Geiping et al.'s sandwich norm leaves it normalised), so its scale
+        growing round after round cannot drown e, nor e drown it."""
+        s = F.layer_norm(s, s.shape[-1:]) if self.state_norm else s
         if self.injection == "add":
             return s + e
         return self.inject(torch.cat([s, e], dim=-1)) if self.injection == "concat" else s
@@ -316,6 +321,7 @@ class RecursionConfig:
     bptt_rounds: int = 0  # >= 0: backprop through only the last k rounds, earlier ones run without grad; 0 = all
     injection: str = "none"  # the prelude's output e re-enters each round: 'none' | 'add' (s + e) | 'concat' (W [s, e])
     state_init: str = "input"  # the unit's first state: 'input' (the prelude's output) | 'noise' (needs injection)
+    state_norm: bool = False  # a LayerNorm without weights on the state before each injection (needs injection)
     adapter: str = "none"  # zero-init linear adapters: 'none' | 'per_round' (after each) | 'per_count' (after the last)
     adapter_rank: int = 0  # adapter size: 0 = full d x d, k > 0 = rank-k factors d -> k -> d
 

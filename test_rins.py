@@ -87,7 +87,9 @@ def test_plans_match_paper_table(signature, kw, plan):
     (dict(signature="AB", r=2), "no '^r' unit"),
     (dict(signature="A^rB", partition="1:2:1"), "one positive integer per letter"),
     (dict(signature="A^rB", adapter="everywhere"), "adapter='everywhere' is not one of"),
-    (dict(signature="A^rB", state_init="noise"), "discards the stream"),
+    (dict(signature="A^rB", state_init="noise"), "need injection"),
+    (dict(signature="A^rB", state_norm=True), "need injection"),
+    (dict(signature="AB", state_norm=True), "no '^r' unit"),
     (dict(signature="A^rB", stochastic_p=1.0), "stochastic_p"),
 ])
 def test_bad_recursion_config_is_one_clear_line(kw, fragment):
@@ -237,6 +239,17 @@ def test_latent_noise_state_is_fresh_each_call_and_injection_keeps_the_input():
     a, b = model(x)[0], model(x)[0]
     assert not torch.equal(a, b)  # the first state is redrawn on every forward pass
     assert torch.isfinite(a).all()
+
+
+def test_state_norm_makes_injection_blind_to_the_state_scale():
+    """state_norm normalises the state before it is injected: scaling the state leaves a round's input unchanged,
+    which it does not without the norm."""
+    for injection in ("add", "concat"):
+        kw = dict(signature="AB^rC", partition="1:2:1", r=2, injection=injection)
+        normed, plain = tiny_gpt(**kw, state_norm=True).extras, tiny_gpt(**kw).extras
+        s, e = torch.randn(2, 5, 32), torch.randn(2, 5, 32)
+        torch.testing.assert_close(normed.before_round(7 * s, e), normed.before_round(s, e), rtol=1e-4, atol=1e-5)
+        assert not torch.allclose(plain.before_round(7 * s, e), plain.before_round(s, e))
 
 
 def test_causality():
@@ -427,7 +440,7 @@ def test_expected_flops_under_sampled_rounds():
 def test_every_config_file_counts_its_flops_exactly():
     """Each config/*_small.py builds, and its analytic FLOPs match FlopCounterMode (shrunk in width)."""
     recursion_keys = ("signature", "r", "degree", "partition", "round_sampler", "stochastic_p", "bptt_rounds",
-                      "injection", "state_init", "adapter", "adapter_rank")
+                      "injection", "state_init", "state_norm", "adapter", "adapter_rank")
     paths = sorted(glob.glob(os.path.join(HERE, "config", "*_small.py")))
     assert len(paths) >= 10
     for path in paths:

@@ -139,6 +139,25 @@ def test_plan_bad_signature_exits_with_one_line(tmp_path):
 # diagnose.py on a checkpoint written by train.py
 
 
+@pytest.mark.parametrize("injection", ["concat", "add"])
+def test_state_use_sees_a_model_that_reads_its_state_and_one_that_cannot(injection):
+    """With the state half of W zeroed (concat), or with a unit that ignores its input, replacing the carried state
+    changes nothing; a fresh model reads it, so every replacement moves the loss."""
+    kw = dict(signature="AB^rC", partition="1:2:1", r=3, injection=injection)  # input state: deterministic
+    model = tiny_gpt(**kw).eval()
+    u = diagnose.state_use(model, batches(), r=3)
+    assert all(abs(v - u["losses"]["as trained"]) > 1e-6 for k, v in u["losses"].items() if k != "as trained")
+    assert u["state_rms"] > 0 and u["input_rms"] > 0
+    assert "before_round" not in vars(model.extras)  # the probe is removed
+    if injection == "concat":
+        with torch.no_grad():
+            model.extras.inject.weight[:, :32] = 0  # W [s, e] with W_s = 0: blind to the state
+        u = diagnose.state_use(model, batches(), r=3)
+        for name in ("zeros", "noise of the state's std", "another sequence's state"):
+            assert u["losses"][name] == pytest.approx(u["losses"]["as trained"], abs=1e-6)
+        assert u["state_rms"] == 0
+
+
 def test_diagnose_a_trained_checkpoint(char_data, tmp_path):
     train(char_data, tmp_path, "--max_iters=5", "--flop_budget=0", "--warmup_iters=1", "--signature=A^rB", "--r=2")
     val_loss = read_log(tmp_path)[-1]["val_loss"]

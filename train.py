@@ -65,6 +65,7 @@ stochastic_p = 0.5  # binomial: each extra round is skipped with this probabilit
 bptt_rounds = 0  # backprop through only the last k rounds (0 = all)
 injection = "none"  # the input added to each round's state: 'none' | 'add' | 'concat'
 state_init = "input"  # first state of the unit: 'input' (the stream) | 'noise' (latent recurrence)
+state_norm = False  # normalise the state (no weights) before each injection
 adapter = "none"  # linear adapters after each round: 'none' | 'per_round' | 'per_count'
 adapter_rank = 0  # adapter size: 0 = full d x d, k > 0 = rank-k factors
 rins_tower = "image"  # siglip: the tower(s) the recursion fields apply to, 'image' | 'text' | 'both'; others run AB
@@ -105,6 +106,7 @@ CHECKS = {  # key: (">=", min) | ("[)", (lo, hi)): lo <= value < hi | ("in", cho
     "partition": ("re", (r"(\d+(:\d+)*)?", "colon-separated positive integers, one per letter (e.g. 1:2:1), or ''")),
     "round_sampler": ("in", ("fixed", "binomial", "poisson")), "stochastic_p": ("[)", (0, 1)), "bptt_rounds": (">=", 0),
     "injection": ("in", ("none", "add", "concat")), "state_init": ("in", ("input", "noise")),
+    "state_norm": ("in", (False, True)),
     "adapter": ("in", ("none", "per_round", "per_count")), "adapter_rank": (">=", 0),
     "rins_tower": ("in", ("image", "text", "both")), "eval_r": ("each >=", 1), "learning_rate": (">=", 0),
     "min_lr": (">=", 0), "warmup_iters": (">=", 0), "max_iters": (">=", 1), "flop_budget": (">=", 0),
