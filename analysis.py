@@ -68,6 +68,14 @@ def fit_power_law(x, f, n_boot=0, seed=0, x0=None):
 def power_law(fit, x):
     return fit["beta"] * (np.asarray(x, float) / fit["x0"]) ** -fit["c"] + fit["eps"]
 
+def laws_cross(fit, base, lo, hi):
+    """Where the fitted law `fit` crosses `base` on [lo, hi] (a log grid, log-interpolated): a list of
+    (x, 'below' or 'above': where `fit` goes at x), in order; empty if one stays on one side."""
+    lx = np.linspace(np.log(lo), np.log(hi), 4000)
+    d = power_law(fit, np.exp(lx)) - power_law(base, np.exp(lx))
+    return [(float(np.exp(lx[j] + (lx[j + 1] - lx[j]) * d[j] / (d[j] - d[j + 1]))), "below" if d[j] > 0 else "above")
+            for j in np.nonzero(np.sign(d[:-1]) != np.sign(d[1:]))[0]]
+
 # -----------------------------------------------------------------------------
 # runs, learning-rate recipes and paired statistics
 
@@ -221,6 +229,12 @@ def crossing(budgets, mean, lo, hi):
     text = f"{way} at {fmt_budget(float(f'{10 ** x:.3g}'))} FLOPs [95%: {show(ends[0])}, {show(ends[1])}]"
     text += f" ({len(at)} crossings, the last shown)" if len(at) > 1 else ""
     return dict(at=10 ** x, lo=ends[0], hi=ends[1], text=text)
+
+def fixed_train_gap(runs):
+    """Mean final loss on the fixed training windows minus val loss (train.py's fixed_train_loss; < 0: the model
+    does better on text it trained on); nan if a run did not log it."""
+    v = [r["final"].get("fixed_train_loss") for r in runs]
+    return float(np.mean([t - r["final"]["val_loss"] for t, r in zip(v, runs)])) if v and None not in v else np.nan
 
 def regime(runs):
     """(tokens per parameter, epochs of the training split), means over runs; nan if not logged. Parameters as

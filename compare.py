@@ -52,8 +52,9 @@ import matplotlib.pyplot as plt
 from matplotlib import ticker
 
 from analysis import (MIN_FIT_BUDGETS, best_lrs, by_config, crossing, default_baseline, family, fit_power_law,
-                      fmt_diff, fmt_regime, gaps, grid_note, has_adapter, load_runs, logged_dirs, loss_key, mean_ci,
-                      over_run, paired_diff, power_law, recipe, regime, sampled_rounds, verdict)
+                      fixed_train_gap, fmt_diff, fmt_regime, gaps, grid_note, has_adapter, laws_cross, load_runs,
+                      logged_dirs, loss_key, mean_ci, over_run, paired_diff, power_law, recipe, regime, sampled_rounds,
+                      verdict)
 from sweep import fmt_budget, sweep
 
 # logged final metrics, in display order; *_acc are higher-is-better, and each may have a per-eval_r dict '<name>_r'
@@ -94,6 +95,15 @@ def plan_name(cfg):
 def marker_kw(st):
     return dict(color=st["color"], marker=st["marker"], mfc="none" if st["hollow"] else st["color"])
 
+SLIDE = (40 / 3, 7.5)  # inches, 16:9
+SLIDES = {"font.size": 18, "axes.titlesize": 18, "legend.fontsize": 15, "lines.linewidth": 2.5, "lines.markersize": 10,
+          "svg.fonttype": "none"}  # --slides: large type for a SLIDE-sized figure; SVG text stays text
+
+def slides_dir(plots_dir):
+    path = os.path.join(plots_dir, "slides")
+    os.makedirs(path, exist_ok=True)
+    return path
+
 def figure(n_rows, n_cols, w=6, h=4.5):
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(w * n_cols, h * n_rows), squeeze=False, layout="constrained")
     return fig, axes
@@ -124,8 +134,8 @@ def setting(runs):
     pick = lambda k: ", ".join(sorted({str(r["cfg"].get(k, "?")) for r in runs}))
     return f"{pick('dataset')}, {pick('n_layer')} layers × {pick('n_embd')} wide"
 
-def plot_curves(runs, metrics, xkey, style, title, path):
-    fig, axes = figure(1, len(metrics), w=8, h=5)
+def plot_curves(runs, metrics, xkey, style, title, path, w=8, h=5):
+    fig, axes = figure(1, len(metrics), w=w, h=h)
     for ax, m in zip(axes[0], metrics):
         for (label, _), rs in sorted(groups(runs).items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
             # seeds share eval iters; an unfinished seed just stops contributing
@@ -263,11 +273,16 @@ def fit_all(sel, key, style, n_boot, seed, plots_dir):
 def md_table(cols, rows):
     return ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)] + ["| " + " | ".join(r) + " |" for r in rows]
 
+def fmt_gap(runs):
+    g = fixed_train_gap(runs)
+    return "-" if np.isnan(g) else f"{g:+.3f}"
+
 def runs_table(done, metrics, key):
     cols = ["variant", "budget", "lr", "runs"] + [f"{METRICS[m]} (± 95% CI)" for m in metrics]
     cols += ["test loss (± 95% CI)"] * (key == "test_loss")
     split = key.split("_")[0]
-    cols += ["tokens", "FLOPs (% of budget)", "tokens/param", "epochs", "clipped steps", "grad norm (mean, max)",
+    cols += ["tokens", "FLOPs (% of budget)", "tokens/param", "epochs", "fixed train − val", "clipped steps",
+             "grad norm (mean, max)",
              f"{split} loss @ r=1", f"{split} loss @ trained r"]
     rows = []
     for (label, budget, lr), rs in by_config(done).items():
@@ -280,7 +295,7 @@ def runs_table(done, metrics, key):
         clip, norm = (np.mean([over_run(r, k) for r in rs]) for k in ("clip_frac", "grad_norm"))
         peaks = [e["grad_norm_max"] for r in rs for e in r["evals"].values() if e.get("grad_norm_max") is not None]
         row += [f"{tokens:.3g}", f"{flops:.3g}" + (f" ({100 * flops / budget:.1f}%)" if budget else "")]
-        row += fmt_regime(regime(rs)) + ["-" if np.isnan(clip) else f"{100 * clip:.0f}%"]
+        row += fmt_regime(regime(rs)) + [fmt_gap(rs), "-" if np.isnan(clip) else f"{100 * clip:.0f}%"]
         row += ["-" if np.isnan(norm) else f"{norm:.3g}, {max(peaks):.3g}" if peaks else f"{norm:.3g}, -"]
         for k in ("1", "r_train"):
             v = [r["final"].get(key + "_r", {}).get(str(r["cfg"].get("r", 1)) if k == "r_train" else k) for r in rs]
@@ -304,44 +319,57 @@ def diff_table(sel, baseline, key, kind):
         d = paired_diff(rs, base[1], key) if base and label != baseline else None
         p = "-" if d is None or np.isnan(d["p"]) else f"{d['p']:.2g}"
         rows.append([label, fmt_budget(budget) if budget else "-", f"{lr:g}" if lr else "-",
-                     str(d["n"]) if d else "-", fmt_diff(d) if d else "-", p] + fmt_regime(regime(rs)))
+                     str(d["n"]) if d else "-", fmt_diff(d) if d else "-", p] + fmt_regime(regime(rs)) + [fmt_gap(rs)])
     title = dict(shared=f"shared recipe: every variant at {baseline}'s best val lr (the paper's protocol)",
                  own="own recipe: each variant at its own best val lr")[kind]
     return [f"## Δ {key.replace('_', ' ')} vs {baseline}, {title}", ""] + md_table(
-        ["variant", "budget", "lr", "paired seeds", "Δ mean [95% t-interval]", "Welch p", "tokens/param", "epochs"],
-        rows)
+        ["variant", "budget", "lr", "paired seeds", "Δ mean [95% t-interval]", "Welch p", "tokens/param", "epochs",
+         "fixed train − val"], rows)
 
-def crossing_rows(sel, baseline, key, kind):
-    return [[label, kind, crossing([b for b, _, _ in pts], *zip(*[(d["mean"], d["lo"], d["hi"]) for _, _, d in pts]))[
-        "text"]] for label, pts in gaps(sel, baseline, key).items()]
+def fit_crossings(fit, base, lo, hi):
+    """Where a variant's fitted law crosses the baseline's between lo and hi, in words."""
+    xs = laws_cross(fit, base, lo, hi)
+    if not xs:
+        side = "above" if power_law(fit, hi) > power_law(base, hi) else "below"
+        return f"none up to {fmt_budget(hi)}: {side} throughout"
+    return ", ".join(f"{way} at {fmt_budget(float(f'{x:.3g}'))}" for x, way in xs)
+
+def crossing_rows(sel, baseline, key, kind, fits=None):
+    """Per variant: where its paired Δ crosses 0 (measured) and, given the fits of this recipe, where its fitted law
+    crosses the baseline's between the smallest budget and 100x the largest (predicted)."""
+    rows = []
+    for label, pts in gaps(sel, baseline, key).items():
+        budgets = [b for b, _, _ in pts]
+        row = [label, kind, crossing(budgets, *zip(*[(d["mean"], d["lo"], d["hi"]) for _, _, d in pts]))["text"]]
+        if fits is not None:
+            a, b = fits.get((label, "flops")), fits.get((baseline, "flops"))
+            row.append(fit_crossings(a, b, min(budgets), 100 * max(budgets)) if a and b else "no fit of both")
+        rows.append(row)
+    return rows
 
 def results_md(runs, metrics, baseline, key, kinds, fits, refused):
+    """Verdicts first, then crossings, the paired differences, the fits and the lr grids; the run table last."""
     done = [r for r in runs if r["final"]]
     lines = [f"Analysis of {len(done)} finished runs ({len(runs) - len(done)} unfinished left out); "
              f"baseline {baseline}; losses compared on the {key.split('_')[0]} split. Training wall time summed "
              f"over the finished runs: {sum(r['final'].get('elapsed_s', 0) for r in done) / 3600:.1f} h "
-             "(of each run's last process, if it was resumed)."]
+             "(of each run's last process, if it was resumed). Tables: verdicts, crossing budgets, Δ per recipe, "
+             "scaling fits, learning rates, then every run."]
     if key == "val_loss":
         lines += ["", "Note: not every run logged a held-out test loss, so the comparisons below use val loss, "
                       "the split the learning rates were chosen on: an optimistic estimate for tuned variants."]
-    lines += [""] + runs_table(done, metrics, key)
-    if any(len(t) > 1 for _, t in best_lrs(done).values()):
-        lines += [""] + lr_table(done)
-    else:
-        lines += ["", "One lr per variant and budget: the shared and own recipes coincide, and no lr was tuned."]
-    cross, verdicts = [], []
+    cross, verdicts, deltas = [], [], []
     for kind in kinds:
         sel = recipe(done, baseline, kind)
-        lines += [""] + diff_table(sel, baseline, key, kind)
-        cross += crossing_rows(sel, baseline, key, kind)
+        deltas += [""] + diff_table(sel, baseline, key, kind)
+        cross += crossing_rows(sel, baseline, key, kind, fits if kind == kinds[0] else None)
         for label in sorted({v for v, _ in sel} - {baseline}):
             v = verdict(runs, label, baseline, kind)
-            d = v["diff"]
-            verdicts.append([label, kind, v["text"], fmt_budget(v["budget"]) if v["budget"] else "-",
+            d, text = v["diff"], v["text"]
+            if v["budget"] and max(regime(sel[lab, v["budget"]][1])[1] for lab in (label, baseline)) > 3:
+                text += " (resting on runs past 3 epochs: the arm that sees fewer tokens also repeats less)"
+            verdicts.append([label, kind, text, fmt_budget(v["budget"]) if v["budget"] else "-",
                              fmt_diff(d) if d else "-"] + fmt_regime(v["regime"]))
-    if cross:
-        lines += ["", "## Crossing budget (where Δ changes sign, linear in log10 FLOPs)", ""]
-        lines += md_table(["variant", "recipe", "crossing"], cross)
     if verdicts:
         lines += ["", "## Verdicts", "", "Better or worse only when every run is done and within 1% of its budget, "
                   "every best lr lies inside its grid, no val loss rises over a run's last 20% (0.5% noise "
@@ -349,6 +377,12 @@ def results_md(runs, metrics, baseline, key, kinds, fits, refused):
                   "excluding 0, and a change of sign holds at >= 2 adjacent budgets.", ""]
         lines += md_table(["variant", "recipe", "verdict", "key budget", "Δ at key budget", "tokens/param",
                            "epochs"], verdicts)
+    if cross:
+        lines += ["", "## Crossing budget (where Δ changes sign, linear in log10 FLOPs; and where the fitted laws "
+                      f"cross, {kinds[0]} recipe)", ""]
+        lines += md_table(["variant", "recipe", "crossing (measured)", "fits cross at"],
+                          [row + [""] * (4 - len(row)) for row in cross])
+    lines += deltas
     boot = ", 95% residual-bootstrap CI" if any("c_ci" in fit for fit in fits.values()) else ""
     lines += ["", f"## Scaling fits: final {key.replace('_', ' ')} = β·(x/x0)^(-c) + ε "
                   f"({kinds[0]} recipe{boot})", ""]
@@ -358,6 +392,11 @@ def results_md(runs, metrics, baseline, key, kinds, fits, refused):
             [label, axis, f"{fit['x0']:.3g}"] + [f"{fit[k]:.4g}{ci(fit, k)}" for k in ("beta", "c", "eps")]
             + [f"{fit['rms']:.2g}"] for (label, axis), fit in fits.items()])
     lines += [f"- {label}: {why}" for label, why in refused.items()]
+    if any(len(t) > 1 for _, t in best_lrs(done).values()):
+        lines += [""] + lr_table(done)
+    else:
+        lines += ["", "One lr per variant and budget: the shared and own recipes coincide, and no lr was tuned."]
+    lines += [""] + runs_table(done, metrics, key)
     return "\n".join(lines) + "\n"
 
 # -----------------------------------------------------------------------------
@@ -391,6 +430,18 @@ def size_gaps(sweeps, labels):
 def size_name(sweep, info):
     return f"{sweep} ({info['n_params'] / 1e6:.2g}M params)"
 
+def size_crossing(pts):
+    """crossing() of one size's gaps, in the baseline's tokens per parameter too (proportional to FLOPs within a
+    size): [text in tokens/param, text in FLOPs]."""
+    b, t, d = zip(*pts)
+    c, per = crossing(list(b), *zip(*[(x["mean"], x["lo"], x["hi"]) for x in d])), t[-1] / b[-1]
+    if c["at"] is None:
+        return [c["text"].replace(f"up to {fmt_budget(b[-1])}", f"up to {t[-1]:.3g}"), c["text"]]
+    show = lambda v: "?" if np.isnan(v) else f"< {t[0]:.3g}" if v == 0 else f"> {t[-1]:.3g}" if np.isinf(v) else (
+        f"{v * per:.3g}")
+    way = c["text"].split(" at ")[0]
+    return [f"{way} at {c['at'] * per:.3g} [95%: {show(c['lo'])}, {show(c['hi'])}]", c["text"]]
+
 def sizes_md(sizes, key):
     rows, flops_rows, tok_rows = [], [], []
     variants = sorted({v for s in sizes.values() for v in s["gaps"]})
@@ -410,11 +461,16 @@ def sizes_md(sizes, key):
                     at = float(np.interp(np.log(t), lt, mu))
                     tok_rows.append([v, f"{t:.3g}", f"{small} vs {large}", f"{at:+.4f} (interpolated)",
                                      f"{fmt_diff(d)} at {fmt_budget(b)}", f"{at - d['mean']:+.4f}"])
+    cross_rows = [[v, size_name(s, info)] + size_crossing(info["gaps"][v])
+                  for v in variants for s, info in sizes.items() if v in info["gaps"]]
     cols = ["pair", "Δ smaller model", "Δ larger model", "smaller − larger"]
     lines = ["## Δ vs the baseline by model size (shared recipe, "
              f"{key.split('_')[0]} split; below 0: better)", ""]
     lines += md_table(["variant", "sweep", "budget", "baseline tokens/param", "paired seeds",
                        "Δ mean [95% t-interval]"], rows)
+    lines += ["", "## Where each size's Δ crosses 0, in the baseline's tokens per parameter (linear in log budget; "
+                  "the interval is where the 95% curves cross, ? where a budget has one seed)", ""]
+    lines += md_table(["variant", "sweep", "crossing (tokens/param)", "crossing (FLOPs)"], cross_rows)
     lines += ["", "## At equal FLOPs (budgets both sizes ran); smaller − larger < 0: the smaller model gains more", ""]
     lines += md_table(["variant", "budget"] + cols, flops_rows) if flops_rows else ["No budget in common."]
     lines += ["", "## At equal tokens per parameter: the smaller model's Δ interpolated linearly in log "
@@ -424,26 +480,65 @@ def sizes_md(sizes, key):
         "No overlap: the larger model never trained as many tokens per parameter as the smaller one's shortest run."]
     return "\n".join(lines) + "\n"
 
-def plot_gaps(series, title, path):
+def zoom(ax, mu):
+    """Keep one far point from squashing the rest: when a paired Δ lies over 4x beyond the median |Δ|, the y range
+    covers the other means and 0 (their intervals may run off it), and far points are drawn at the edge."""
+    mu = np.asarray(mu, float)
+    far = np.abs(mu) > 4 * np.median(np.abs(mu))
+    if far.any() and not far.all():
+        bottom, top = min(0.0, mu[~far].min()), max(0.0, mu[~far].max())
+        ax.set_ylim(bottom - 0.25 * (top - bottom), top + 0.25 * (top - bottom))
+    return far
+
+def plot_gaps(series, title, path, slides=False):
     """Paired Δ vs the baseline against training FLOPs and against the baseline's tokens/param, one line per
     (legend label, style, gaps() points), with 95% intervals (none for one seed). Series are nudged apart
-    sideways (a few % in x) so that points at one budget do not hide each other's intervals."""
-    fig, axes = figure(1, 2, w=6, h=4.5)
+    sideways (a few % in x) so that points at one budget do not hide each other's intervals; a point far off
+    the others' scale is drawn at the panel's edge with its value (zoom). With slides, each axis is a 16:9 figure
+    of its own (path is then a stem: <stem>_flops.svg, <stem>_tokens.svg)."""
+    xlabels = ("training FLOPs", "baseline's tokens per parameter")
+    if slides:
+        figs = [figure(1, 1, *SLIDE) for _ in xlabels]
+        axes = [ax[0, 0] for _, ax in figs]
+    else:
+        fig, grid = figure(1, 2, w=6, h=4.5)
+        axes = list(grid[0])
+    means = [x["mean"] for _, _, pts in series for _, _, x in pts]
+    for ax in axes:
+        far = zoom(ax, means)
+        if far.any() and not far.all():
+            ax.set_title(f"zoomed: {far.sum()} point(s) off this scale at the edge, with their value; "
+                         "intervals may run off it", fontsize="small")
     for i, (label, st, pts) in enumerate(series):
         b, t, d = zip(*pts)
         nudge = 10 ** (0.012 * (i - (len(series) - 1) / 2))
         mu = np.array([x["mean"] for x in d])
         err = np.nan_to_num([mu - [x["lo"] for x in d], [x["hi"] for x in d] - mu])
-        for ax, x in zip(axes[0], (b, t)):
-            ax.errorbar(np.array(x) * nudge, mu, yerr=err, capsize=3, ls=st["ls"], **marker_kw(st))
-    for ax, xl in zip(axes[0], ("training FLOPs", "baseline's tokens per parameter")):
+        for ax, x in zip(axes, (b, t)):
+            x = np.array(x) * nudge
+            ax.errorbar(x, mu, yerr=err, capsize=3, ls=st["ls"], **marker_kw(st))
+            lo, hi = ax.get_ylim()
+            for xi, m in zip(x, mu):
+                if not lo <= m <= hi:  # off the zoomed scale: an arrow at the edge, and the value
+                    edge = hi if m > hi else lo
+                    ax.plot(xi, edge, ls="none", marker="^" if m > hi else "v", ms=10, color=st["color"], clip_on=False)
+                    ax.annotate(f"{m:+.3f}", (xi, edge), textcoords="offset points", xytext=(8, -14 if m > hi else 6),
+                                color=st["color"], fontsize="small")
+    for ax, xl in zip(axes, xlabels):
         ax.axhline(0, color="black", lw=0.8)
         ax.set(xscale="log", xlabel=xl, ylabel="Δ loss vs baseline, same seed")
-    fig.suptitle(title + "\nbelow 0: better than the baseline; bars: 95% t-interval over seeds (none: one seed)")
-    legend(fig, [handle(st, label) for label, st, _ in series])
-    save(fig, path)
+    handles = [handle(st, label) for label, st, _ in series]
+    head = title + "\nbelow 0: better than the baseline; bars: 95% t-interval over seeds (none: one seed)"
+    if not slides:
+        fig.suptitle(head)
+        legend(fig, handles)
+        return save(fig, path)
+    for (fig, _), name in zip(figs, ("flops", "tokens")):
+        fig.suptitle(head)
+        legend(fig, handles)
+        save(fig, f"{path}_{name}.svg")
 
-def plot_sizes(sizes, path):
+def plot_sizes(sizes, path, slides=False):
     """The variants that ran at two sizes or more; a marker and a line style per size."""
     style = styles([dict(label=v, cfg=c) for s in sizes.values() for v, c in s["cfgs"].items()])
     shared = [v for v in sorted({v for s in sizes.values() for v in s["gaps"]})
@@ -451,9 +546,9 @@ def plot_sizes(sizes, path):
     series = [(f"{v}, {size_name(s, info)}", dict(style[v], marker=marker, ls=ls), info["gaps"][v])
               for (s, info), marker, ls in zip(sizes.items(), SIZE_MARKERS, SIZE_LINES)
               for v in shared if v in info["gaps"]]
-    plot_gaps(series, "The recursive variants' gap to the baseline, per model size (shared recipe)", path)
+    plot_gaps(series, "The recursive variants' gap to the baseline, per model size (shared recipe)", path, slides)
 
-def analyse(dirs, plots_dir, labels=None, baseline=None, n_boot=1000, seed=0):
+def analyse(dirs, plots_dir, labels=None, baseline=None, n_boot=1000, seed=0, slides=False):
     runs = load_runs(dirs, labels or {})
     if not runs:
         raise SystemExit("compare.py: no log.jsonl with eval lines found; run the sweep first or check --out/--runs")
@@ -486,9 +581,15 @@ def analyse(dirs, plots_dir, labels=None, baseline=None, n_boot=1000, seed=0):
     if baseline:
         plot_delta(sels, baseline, key, style, tuned, os.path.join(plots_dir, "final_loss.png"))
         series = [(v, style[v], pts) for v, pts in gaps(sels[kinds[0]], baseline, key).items()]
+        head = f"{setting(done)}: final {key.replace('_', ' ')} minus {baseline}'s ({kinds[0]} recipe)"
         if series:
-            plot_gaps(series, f"{setting(done)}: final {key.replace('_', ' ')} minus {baseline}'s "
-                              f"({kinds[0]} recipe)", os.path.join(plots_dir, "delta_vs_budget.png"))
+            plot_gaps(series, head, os.path.join(plots_dir, "delta_vs_budget.png"))
+        if slides:
+            with plt.rc_context(SLIDES):
+                if series:
+                    plot_gaps(series, head, os.path.join(slides_dir(plots_dir), "delta"), slides=True)
+                plot_curves(picked, metrics[:1], "flops", style, title,
+                            os.path.join(slides_dir(plots_dir), "loss_vs_flops.svg"), *SLIDE)
     plot_eval_r([r for _, rs in own.values() for r in rs], metrics, style, baseline, title,
                 os.path.join(plots_dir, "loss_vs_eval_r.png"))
     fits, refused = fit_all(sels[kinds[0]], key, style, n_boot, seed, plots_dir)
@@ -541,6 +642,8 @@ def main(argv=None):
     ap.add_argument("--label", action="append", default=[], metavar="STEM=NAME", help="rename a variant (repeatable)")
     ap.add_argument("--baseline", help="variant drawn as reference and diffed against "
                                        "(default: the first with r=1 and a plain signature)")
+    ap.add_argument("--slides", action="store_true", help="also write slide-ready figures to PLOTS_DIR/slides/: "
+                    "16:9, one panel each, large type, SVG")
     ap.add_argument("--n_boot", type=int, default=1000, help="bootstrap resamples for fit CIs (default 1000)")
     ap.add_argument("--fit_seed", type=int, default=0, help="seed of the fit bootstrap (default 0)")
     args = ap.parse_args(argv)
@@ -563,6 +666,9 @@ def main(argv=None):
             f.write(text)
         if any(s["gaps"] for s in sizes.values()):
             plot_sizes(sizes, os.path.join(plots_dir, "sizes.png"))
+            if args.slides:
+                with plt.rc_context(SLIDES):
+                    plot_sizes(sizes, os.path.join(slides_dir(plots_dir), "sizes"), slides=True)
         else:
             print("no recursive variant paired with its baseline in any sweep: no sizes.png")
         return
@@ -599,7 +705,7 @@ def main(argv=None):
             if not sweep(args.configs, budgets, seeds, overrides, args.out, lrs, args.jobs, args.launcher, slurm):
                 sys.exit(1)
         dirs = logged_dirs(args.out)
-    analyse(dirs, plots_dir, labels, args.baseline, args.n_boot, args.fit_seed)
+    analyse(dirs, plots_dir, labels, args.baseline, args.n_boot, args.fit_seed, args.slides)
 
 if __name__ == "__main__":
     main()

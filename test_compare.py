@@ -12,6 +12,7 @@ import pytest
 
 import analysis
 import compare
+import matplotlib.pyplot as plt
 from conftest import HERE, exec_config, write_log
 
 BASE = dict(signature="AB", r=1)
@@ -21,7 +22,8 @@ RINS = dict(signature="A^rB", r=2)
 def write_run(root, stem, cfg, budget, seed, final, lr=1e-3, test_offset=0.05, n_params=10_000, train_tokens=None,
               flops_frac=1.0, tail_rise=0.0, done=True):
     """A run with evals at iters 0..100 whose val loss falls linearly to `final` at iter 80, then rises by
-    tail_rise (absolute) to the end; the done line has test_loss = final + test_offset. Written where the sweep puts it:
+    tail_rise (absolute) to the end, with the fixed training windows 0.02 below val; the done line has
+    test_loss = final + test_offset. Written where the sweep puts it:
     root/<stem>/b<budget>_lr<lr>_s<seed>. Tokens: budget / 1e6 FLOPs per token."""
     r = cfg.get("r", 1)
     config = dict(cfg, learning_rate=lr, seed=seed, flop_budget=budget, dataset="english", n_layer=4, n_embd=64)
@@ -31,7 +33,7 @@ def write_run(root, stem, cfg, budget, seed, final, lr=1e-3, test_offset=0.05, n
         frac = it / 100
         loss = final + (0.8 - frac) / 0.8 if it <= 80 else final + tail_rise * (it - 80) / 20
         e = dict(event="eval", iter=it, tokens=int(budget * frac / 1e6), flops=budget * frac * flops_frac, lr=lr,
-                 train_loss=loss, val_loss=loss)
+                 train_loss=loss, val_loss=loss, fixed_train_loss=loss - 0.02)
         if it:  # per-interval gradient statistics; none before the first step
             e |= dict(clip_frac=0.5 if it < 50 else 0.0, grad_norm=1.0 + it / 100, grad_norm_max=2.0 + it / 100)
         if r > 1:
@@ -268,6 +270,8 @@ def test_no_run_regenerates_everything_from_logs(tmp_path, capsys):
     assert md in capsys.readouterr().out  # tables printed too
     assert "losses compared on the test split" in md and "## Learning rate" in md
     sections = md.split("\n## ")
+    titles = [sec.splitlines()[0] for sec in sections[1:]]
+    assert titles[0] == "Verdicts" and titles[1].startswith("Crossing") and titles[-1].startswith("Runs")
     diff_rows = {s.split(",")[1].split(":")[0].strip():
                  [line for line in s.splitlines() if line.startswith("| RINS A2B |")]
                  for s in sections if s.startswith("Δ test loss")}
@@ -278,16 +282,23 @@ def test_no_run_regenerates_everything_from_logs(tmp_path, capsys):
         assert cells[1] == compare.fmt_budget(b) and cells[2] == "0.002" and cells[3] == "3"
         assert cells[4].startswith(f"{want:+.4f} [")  # every seed differs by the same amount: a zero-width interval
         assert cells[6] == f"{b / 1e6 / 1e4:.0f}" and cells[7] == f"{b / 1e6 / 1e6:.3g}"  # tokens/param, epochs
-    row = next(line for line in md.splitlines() if line.startswith("| RINS A2B | 1.6e13 | 0.002 | 3 |"))
+        assert cells[8] == "-0.020"  # the fixed training windows minus val
+    runs = sections[-1].splitlines()
+    row = next(line for line in runs if line.startswith("| RINS A2B | 1.6e13 | 0.002 | 3 |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     want = true["rins"][0] * 16 ** -0.35 + 2.8 + 0.05  # the test split: val + 0.05 in write_run
     half = 4.302653 * 0.002 / math.sqrt(3)  # t(0.975, 2 dof) * sd / sqrt(3) of seeds at -0.002, 0, +0.002
     assert cells[5] == f"{want:.4f} ± {half:.4f}" and cells[8] == "1600" and cells[9] == "16"  # tokens/param, epochs
-    assert cells[10] == "20%" and cells[11] == "1.55, 3"  # clipped: half the steps of 40%; grad norm mean, max
-    assert cells[12] == f"{want + 0.5:.4f}" and cells[13] == f"{want:.4f}"  # test loss at r=1 and the trained r=2
-    assert "| RINS A2B | shared | gets ahead at " in md
-    assert "| RINS A2B | shared | better | 1.6e13 |" in md
-    fit_rows = [line for line in sections[-1].splitlines() if line.startswith("| RINS A2B |")]
+    assert cells[10] == "-0.020" and cells[11] == "20%" and cells[12] == "1.55, 3"  # gap; clipped; grad norm
+    assert cells[13] == f"{want + 0.5:.4f}" and cells[14] == f"{want:.4f}"  # test loss at r=1 and the trained r=2
+    crossing = next(line for line in md.splitlines() if line.startswith("| RINS A2B | shared | gets ahead at "))
+    x_star = next(x for x, _ in analysis.laws_cross(  # the true laws cross once, near the first budget
+        dict(beta=2.2, c=0.35, eps=2.8, x0=1e12), dict(beta=2.0, c=0.3, eps=3.0, x0=1e12), 1e11, 1e15))
+    got = float(crossing.split("|")[4].strip().split(" at ")[1])
+    assert crossing.split("|")[4].strip().startswith("below at ") and abs(math.log(got / x_star)) < 0.3
+    assert "| RINS A2B | shared | better (resting on runs past 3 epochs" in md  # 16 epochs at the key budget
+    fits = next(sec for sec in sections if sec.startswith("Scaling fits"))
+    fit_rows = [line for line in fits.splitlines() if line.startswith("| RINS A2B |")]
     assert len(fit_rows) == 2 and all(float(line.strip("|").split("|")[-1]) < 0.01 for line in fit_rows)  # rms in loss
 
 
@@ -322,6 +333,35 @@ def test_sizes_compare_the_gap_at_equal_flops_and_equal_tokens_per_param(tmp_pat
     assert equal_flops.count("s vs m") == 2 and equal_flops.count("-0.0800 |") == 2  # smaller model listed first
     rows = [line for line in equal_tokens.splitlines() if line.startswith("| rins")]
     assert [row.split(" | ")[1] for row in rows] == ["0.1", "0.2"] and all("-0.0800 |" in row for row in rows)
+
+
+def test_sizes_locate_each_size_crossing_in_tokens_per_param_and_draw_slides(tmp_path):
+    """S falls from +0.1 behind to 0.1 ahead across 1e9 -> 4e9 (Δ = 0 at 2e9, tokens/param 0.2); M stays behind.
+    --slides writes 16:9 SVG panels."""
+    for sweep, n_params, gaps in (("s", 10_000, (0.1, 0.0, -0.1)), ("m", 40_000, (0.1, 0.1, 0.1))):
+        for b, gap in zip((1e9, 2e9, 4e9), gaps):
+            for seed in (0, 1, 2):
+                write_run(tmp_path / sweep, "base", BASE, b, seed, 2.0 + 0.01 * seed, n_params=n_params)
+                write_run(tmp_path / sweep, "rins", RINS, b, seed, 2.0 + 0.01 * seed + gap, n_params=n_params)
+    out = str(tmp_path / "out")
+    compare.main(["--sizes", str(tmp_path / "m"), str(tmp_path / "s"), "--plots_dir", out, "--slides"])
+    md = (tmp_path / "out" / "sizes.md").read_text()
+    rows = {line.split(" | ")[1].split()[0]: line.split(" | ")[2] for line in md.split("crosses 0")[1].splitlines()
+            if line.startswith("| rins")}
+    assert rows["s"].startswith("gets ahead at 0.2 [95%:") and rows["m"] == "no crossing up to 0.1"
+    for name in ("sizes_flops", "sizes_tokens"):
+        text = (tmp_path / "out" / "slides" / f"{name}.svg").read_text()
+        assert text.startswith("<?xml") and 'width="960pt" height="540pt"' in text  # 13.33 x 7.5 in: 16:9
+
+
+def test_a_far_point_does_not_squash_the_delta_plot():
+    fig, ax = plt.subplots()
+    far = compare.zoom(ax, [0.05, 0.04, 0.7, 0.03, -0.01])
+    assert far.tolist() == [False, False, True, False, False]
+    lo, hi = ax.get_ylim()
+    assert lo < -0.01 and 0.05 < hi < 0.2  # the near points fill the panel; 0.7 is drawn at its edge
+    assert not compare.zoom(ax, [0.05, 0.04, 0.06]).any()
+    plt.close(fig)
 
 
 def test_sizes_need_two_sweeps_with_a_baseline(tmp_path):
