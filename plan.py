@@ -1,16 +1,20 @@
 """
 Draw an execution plan: which physical block runs at each step, round by round.
 
-    python plan.py 'A^rB' --r=3 --n_layer=8 --out=plan.png
+    python plan.py 'A^rB' --r=3 --n_layer=8                # writes out/plan.png (out/ is git-ignored)
     python plan.py 'AB^rC' --partition=1:2:1 --r=2 --n_embd=384
     python plan.py --gallery --out=assets/plans.png      # the families side by side
+    python plan.py 'A^rB' --r=2 --slides                 # a 16:9 SVG for a slide: out/plan.svg
+    python plan.py --gallery --slides                    # one slide per family: out/plans/*.svg
 
 In the figure rows are physical blocks (modules with their own weights) and columns are applications in
 execution order, so a row holding several boxes is one block run again with the same weights. Colours mark
-the prelude, each round of the '^r' unit and the coda; the title gives FLOPs per token and parameters.
+the prelude, each round of the '^r' unit and the coda; the title gives the blocks' FLOPs per token along the
+plan and the blocks' parameters (the embedding and head are the same in every plan, so they are left out there).
 """
 
 import argparse
+import os
 import sys
 
 import matplotlib
@@ -70,12 +74,13 @@ def summary(model, r: int | None = None) -> str:
     fwd, train = model.flops_per_token(train=False, r=r), model.flops_per_token(train=True, r=r)
     extra = model.get_num_extra_params()
     return (f"FLOPs/token: {fwd / 1e6:.2f} M forward, {train / 1e6:.2f} M to train (every application and the head)\n"
-            f"parameters: {model.get_num_params():,} (without position table)"
-            + (f" + {extra:,} recursion extras" if extra else ""))
+            f"parameters: {model.get_num_params():,} (without position table; {block_params(model):,} in the blocks"
+            + (f", {extra:,} of them recursion extras)" if extra else ")"))
 
 
-def draw(ax, model, r: int | None = None, title: str = "", columns: int = 0):
-    """Rows = physical blocks, columns = applications; `columns` fixes the x extent so several panels share a scale."""
+def draw(ax, model, r: int | None = None, title: str = "", columns: int = 0, scale: float = 1.0):
+    """Rows = physical blocks, columns = applications; `columns` fixes the x extent so several panels share a scale;
+    `scale` multiplies every font size (slides)."""
     apps, names = applications(model, r), block_letters(model.plan)
     L, N = model.config.n_layer, len(apps)
     w, h = 0.7, 0.62  # application box size (column and row pitch are 1)
@@ -83,12 +88,12 @@ def draw(ax, model, r: int | None = None, title: str = "", columns: int = 0):
     for i, name in enumerate(names):  # the physical blocks with how often each runs, and their lanes
         ax.add_patch(Rectangle((-2.75, -i - h / 2), 1.9, h, facecolor="whitesmoke", edgecolor="black", lw=1))
         ax.text(-1.8, -i, f"block {i}  {name}" + (f"  ×{runs[i]}" if runs[i] > 1 else ""), ha="center", va="center",
-                fontsize=8)
+                fontsize=8 * scale)
         ax.plot([-0.75, N - 0.3], [-i, -i], color="lightgray", lw=0.8, zorder=0)
     t = 0
     for name, layers in segments(model, r):  # a band above each segment, a faint rule between segments
         ax.add_patch(Rectangle((t - 0.45, 0.55), len(layers) - 0.1, 0.4, facecolor=colour(name), alpha=0.85))
-        ax.text(t + (len(layers) - 1) / 2, 0.75, name, ha="center", va="center", fontsize=7.5, color="white",
+        ax.text(t + (len(layers) - 1) / 2, 0.75, name, ha="center", va="center", fontsize=7.5 * scale, color="white",
                 weight="bold")
         if t:
             ax.plot([t - 0.5, t - 0.5], [0.5, -L + 0.5], color="gray", lw=0.6, ls=":", zorder=0)
@@ -96,7 +101,8 @@ def draw(ax, model, r: int | None = None, title: str = "", columns: int = 0):
     for t, (i, name) in enumerate(apps):
         ax.add_patch(Rectangle((t - w / 2, -i - h / 2), w, h, facecolor=colour(name), edgecolor="black", lw=0.6,
                                zorder=2))
-        ax.text(t, -i, str(t + 1), ha="center", va="center", fontsize=8, color="white", weight="bold", zorder=3)
+        ax.text(t, -i, str(t + 1), ha="center", va="center", fontsize=8 * scale, color="white", weight="bold",
+                zorder=3)
         if t:  # from the previous application's right edge to this one's left edge: always one column to the right
             j = apps[t - 1][0]
             ax.add_patch(FancyArrowPatch((t - 1 + w / 2, -j), (t - w / 2, -i), arrowstyle="-|>", mutation_scale=8,
@@ -105,7 +111,7 @@ def draw(ax, model, r: int | None = None, title: str = "", columns: int = 0):
     ax.set_ylim(-L + 0.4, 1.05)
     ax.set_aspect("equal")
     ax.axis("off")
-    ax.set_title(title, fontsize=9, loc="left")
+    ax.set_title(title, fontsize=9 * scale, loc="left")
 
 
 def build(signature: str, r: int, n_layer: int, n_embd: int = 256, n_head: int = 4, block_size: int = 256,
@@ -114,15 +120,40 @@ def build(signature: str, r: int, n_layer: int, n_embd: int = 256, n_head: int =
                          vocab_size=vocab_size, degree=degree, partition=partition))
 
 
+def block_params(model) -> int:
+    """Parameters of the physical blocks and the recursion extras: what a plan reuses, without embedding or head."""
+    return sum(p.numel() for p in model.transformer.h.parameters()) + model.get_num_extra_params()
+
+
 def title_of(model, head: str) -> str:
-    N = len(applications(model))
-    return (f"{head}\n{N} applications of {model.config.n_layer} blocks, "
-            f"{model.flops_per_token(train=False) / 1e6:.1f} MFLOPs/token, {model.get_num_params() / 1e6:.2f} M params")
+    N, c = len(applications(model)), model.config
+    fwd = model.blocks_flops(model.transformer.h, c.block_size, train=False, r=None)
+    return (f"{head}\n{N} applications of {c.n_layer} blocks: {fwd / 1e6:.2f} MFLOPs/token forward in the blocks "
+            f"(at context {c.block_size}), {block_params(model) / 1e6:.3g} M block parameters")
 
 
-def gallery(shape: dict, out: str):
+SLIDE = (40 / 3, 7.5)  # inches: 16:9
+
+
+def slide(model, head: str, path: str):
+    """One plan on a 16:9 SVG with type large enough for a lecture hall."""
+    fig, ax = plt.subplots(figsize=SLIDE)
+    draw(ax, model, title=title_of(model, head), scale=1.8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
+def gallery(shape: dict, out: str, slides: bool = False):
     models = [(build(sig, 3 if "^r" in sig else 1, 4, **shape, **kw), f"{sig}: {family}")
               for sig, family, kw in GALLERY]
+    if slides:  # one slide per family: out is a folder
+        os.makedirs(out, exist_ok=True)
+        for (model, head), (_, family, _) in zip(models, GALLERY):
+            print(model.plan.describe())
+            slide(model, head, os.path.join(out, family.split(",")[0].split(" (")[0].replace(" ", "_") + ".svg"))
+        return
     columns = max(len(applications(m)) for m, _ in models)
     fig, axes = plt.subplots(4, 2, figsize=(2 * 0.62 * (columns + 3.4), 4 * 0.62 * 6.2))
     for ax, (model, head) in zip(axes.flat, models):
@@ -137,8 +168,7 @@ def gallery(shape: dict, out: str):
     legend.text(0.5, 0.98, "rows: physical blocks, each with its own weights\n"
                 "columns: applications in execution order (= compute)\n"
                 "several boxes in one row (×k): the same block runs again\n"
-                f"n_layer=4, r=3; FLOPs/token at n_embd={shape['n_embd']}, block_size={shape['block_size']}, "
-                f"vocab_size={shape['vocab_size']}",
+                f"n_layer=4, r=3; FLOPs/token at n_embd={shape['n_embd']}, block_size={shape['block_size']}",
                 transform=legend.transAxes, fontsize=9, va="top", linespacing=1.6)
     fig.suptitle("Execution plans over the same physical blocks", fontsize=12)
     fig.tight_layout()
@@ -161,12 +191,17 @@ def main(argv: list[str]):
     p.add_argument("--vocab_size", type=int, default=50304, help="vocabulary, for the head (default 50304)")
     p.add_argument("--gallery", action="store_true",
                    help="draw AB, A^rB, (AB)^r, AB^r, blockwise, reverse, AB^rC in one figure")
-    p.add_argument("--out", default="plan.png", help="PNG to write (default plan.png)")
+    p.add_argument("--slides", action="store_true", help="a 16:9 SVG with large type (with --gallery: one per family)")
+    p.add_argument("--out", help="file to write (default out/plan.png, out/plan.svg with --slides, and out/plans.png "
+                                 "or the folder out/plans with --gallery)")
     args = p.parse_args(argv)
+    out = args.out or os.path.join("out", ("plans" if args.gallery else "plan")
+                                   + ("" if args.gallery and args.slides else ".svg" if args.slides else ".png"))
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     shape = dict(n_embd=args.n_embd, n_head=args.n_head, block_size=args.block_size, vocab_size=args.vocab_size)
     try:
         if args.gallery:
-            return gallery(shape, args.out)
+            return gallery(shape, out, args.slides)
         if args.signature is None:
             p.error("give a signature such as 'A^rB', or --gallery")
         r = args.r if args.r is not None else 3 if "^r" in args.signature else 1
@@ -175,14 +210,16 @@ def main(argv: list[str]):
         sys.exit(f"plan.py: {e}")
     print(model.plan.describe())
     print(summary(model))
+    head = (args.signature + (f", degree {args.degree}" if args.degree > 1 else "")
+            + (f", partition {args.partition}" if args.partition else "") + f", r={r}")
+    if args.slides:
+        return slide(model, head, out)
     N = len(applications(model))
     fig, ax = plt.subplots(figsize=(0.62 * (N + 3.4), 0.62 * (args.n_layer + 2.6)))
-    head = (args.signature + (f", degree {args.degree}" if args.degree > 1 else "")
-            + (f", partition {args.partition}" if args.partition else ""))
-    draw(ax, model, title=title_of(model, f"{head}, r={r}"))
+    draw(ax, model, title=title_of(model, head))
     fig.tight_layout()
-    fig.savefig(args.out, dpi=110)
-    print(f"wrote {args.out}")
+    fig.savefig(out, dpi=110)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

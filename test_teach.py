@@ -5,6 +5,7 @@ Tests of the teaching tools: plan.py (draws a plan) and diagnose.py (per-applica
 """
 
 import os
+import subprocess
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import torch
 import diagnose
 import plan
 from checkpoint import save_checkpoint
-from conftest import batch, cli, read_log, tiny_gpt, train
+from conftest import HERE, batch, cli, read_log, tiny_gpt, train
 from model import GPTConfig, Plan
 
 SIGNATURES = {"rins": dict(signature="A^rB", r=2), "rao": dict(signature="(AB)^r", r=3), "base": {},
@@ -110,6 +111,29 @@ def test_plan_gallery_writes_one_png(tmp_path, capsys):
     plan.main(["--gallery", f"--out={tmp_path / 'g.png'}", "--n_embd=64", "--vocab_size=128", "--block_size=32"])
     out = capsys.readouterr().out
     assert png(tmp_path / "g.png") and len(out.splitlines()) == len(plan.GALLERY) + 1
+
+
+def test_plan_slides_are_16_by_9_svgs_and_the_default_output_is_ignored_by_git(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # the defaults are relative to where plan.py runs
+    plan.main(["A^rB", "--r=2", "--n_layer=4", "--slides"])
+    plan.main(["A^rB", "--r=2", "--n_layer=4"])
+    plan.main(["--gallery", "--slides"])
+    text = (tmp_path / "out" / "plan.svg").read_text()
+    assert 'width="960pt" height="540pt"' in text and png(tmp_path / "out" / "plan.png")
+    assert len(list((tmp_path / "out" / "plans").glob("*.svg"))) == len(plan.GALLERY)
+    ignored = subprocess.run(["git", "check-ignore", "-q", "out/plan.png"], cwd=HERE).returncode == 0
+    assert ignored  # out*/ in .gitignore: drawing a plan leaves the checkout clean
+
+
+def test_plan_titles_count_the_blocks_not_the_vocabulary():
+    """The title's parameters and FLOPs are the blocks' own: the same whatever the vocabulary, and the FLOPs grow
+    with the applications (A^2B runs 6 of 4 blocks: 1.5x)."""
+    small, large = (plan.build("A^rB", 2, 4, vocab_size=v, n_embd=64) for v in (96, 50304))
+    assert plan.title_of(small, "x") == plan.title_of(large, "x")
+    base = plan.build("AB", 1, 4, n_embd=64)
+    fwd = lambda m: m.blocks_flops(m.transformer.h, m.config.block_size, train=False, r=None)
+    assert fwd(small) == 1.5 * fwd(base)
+    assert plan.block_params(small) == plan.block_params(base) == 4 * (12 * 64 ** 2 + 2 * 64)  # matmuls, 2 norms
 
 
 def test_plan_letters_follow_partition_and_degree():
