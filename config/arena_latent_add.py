@@ -1,0 +1,23 @@
+# Arena latent recurrent depth, additive injection: as arena_latent.py (prelude layer 0, core 1-2 iterated
+# 1 + Poisson(LogNormal) times with mean r=2, coda layer 3, noise first state, backprop through 2 rounds) but each
+# round starts from s + e, so no W can turn the carried state down. One of the recipes tried to make the trained
+# latent model use its rounds: docs/latent.md has the sweep (results/latent_recipes) and the measurements.
+out_dir = "out/arena_latent_add"
+dataset = "english_char"
+n_layer = 4
+n_head = 4
+n_embd = 64
+block_size = 128
+batch_size = 32
+learning_rate = 8e-3  # near the best of both arms in the arena's sweep at 1.25e13 (see README)
+min_lr = 8e-4
+eval_interval = 200
+eval_iters = 20
+signature = "AB^rC"
+partition = "1:2:1"
+r = 2
+round_sampler = "poisson"
+injection = "add"  # s + e: no W to turn the state down
+state_init = "noise"
+bptt_rounds = 2
+eval_r = [1, 3, 4]
