@@ -191,7 +191,7 @@ class Plan:
         """Letters -> layers of [lo, hi); at degree d > 1 each letter becomes the degree d-1 plan of its slice."""
         total = sum(self.weights)
         if (hi - lo) % total:
-            raise ValueError(f"signature '{self.signature}' at degree {self.degree} splits {hi - lo} layers into parts "
+            raise ValueError(f"signature '{self.signature}' at degree {self.degree} cuts {hi - lo} layers into slices "
                              f"{':'.join(map(str, self.weights))}; use n_layer divisible by {total ** self.degree}")
         bounds = [lo + (hi - lo) // total * w for w in itertools.accumulate(self.weights, initial=0)]
         layers = []

@@ -278,7 +278,7 @@ BAD_INPUTS = {
     "zero_eval_interval": (lambda w: T(w, "--eval_interval=0"), ["eval_interval", ">= 1"]),
     "signature_order": (lambda w: T(w, "--signature=A^rX"), ["bad signature 'A^rX'", "alphabetical", "e.g. AB, A^rB"]),
     "signature_unclosed": (lambda w: T(w, "--signature=(AB"), ["unclosed '('", "e.g. AB, A^rB"]),
-    "layers_not_divisible": (lambda w: T(w, "--signature=ABC"), ["splits 2 layers", "divisible by 3"]),
+    "layers_not_divisible": (lambda w: T(w, "--signature=ABC"), ["cuts 2 layers into slices", "divisible by 3"]),
     "r_zero": (lambda w: T(w, "--signature=A^rB", "--r=0"), ["r=0", "r >= 1"]),
     "r_on_baseline": (lambda w: T(w, "--r=2"), ["no '^r' unit", "A^rB"]),
     "bad_round_sampler": (lambda w: T(w, "--signature=A^rB", "--round_sampler=uniform"),
