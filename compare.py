@@ -347,20 +347,40 @@ def crossing_rows(sel, baseline, key, kind, fits=None):
         rows.append(row)
     return rows
 
+def best_r_rows(sel, baseline, key, kind):
+    """Per budget, the deterministic A^rB variant (the baseline as r = 1) with the lowest mean final loss, over the
+    seeds every candidate ran; [] when fewer than two depths ran there."""
+    cfgs = {label: rs[0]["cfg"] for (label, _), (_, rs) in sel.items()}
+    depth = {label: 1 if label == baseline else cfg.get("r", 1) for label, cfg in cfgs.items()
+             if label == baseline or family(cfg) == "rins" and not sampled_rounds(cfg) and not has_adapter(cfg)}
+    rows = []
+    for b in sorted({b for _, b in sel}, key=lambda b: b or 0):
+        runs = {label: {r["seed"]: r["final"][key] for r in sel[label, b][1]} for label in depth if (label, b) in sel}
+        seeds = set.intersection(*map(set, runs.values())) if runs else set()
+        if len(runs) < 2 or not seeds:
+            continue
+        mean = {label: np.mean([v[s] for s in seeds]) for label, v in runs.items()}
+        ranked = sorted(mean, key=mean.get)
+        rows.append([fmt_budget(b) if b else "-", kind, f"r = {depth[ranked[0]]} ({ranked[0]})",
+                     ", ".join(f"r={depth[label]}: {mean[label]:.4f}" for label in sorted(mean, key=depth.get)),
+                     str(len(seeds))])
+    return rows
+
 def results_md(runs, metrics, baseline, key, kinds, fits, refused):
     """Verdicts first, then crossings, the paired differences, the fits and the lr grids; the run table last."""
     done = [r for r in runs if r["final"]]
     lines = [f"Analysis of {len(done)} finished runs ({len(runs) - len(done)} unfinished left out); "
              f"baseline {baseline}; losses compared on the {key.split('_')[0]} split. Training wall time summed "
              f"over the finished runs: {sum(r['final'].get('elapsed_s', 0) for r in done) / 3600:.1f} h "
-             "(of each run's last process, if it was resumed). Tables: verdicts, crossing budgets, Δ per recipe, "
-             "scaling fits, learning rates, then every run."]
+             "(of each run's last process, if it was resumed). Tables: verdicts, crossing budgets, the best r, "
+             "Δ per recipe, scaling fits, learning rates, then every run."]
     if key == "val_loss":
         lines += ["", "Note: not every run logged a held-out test loss, so the comparisons below use val loss, "
                       "the split the learning rates were chosen on: an optimistic estimate for tuned variants."]
-    cross, verdicts, deltas = [], [], []
+    cross, verdicts, deltas, best_r = [], [], [], []
     for kind in kinds:
         sel = recipe(done, baseline, kind)
+        best_r += best_r_rows(sel, baseline, key, kind)
         deltas += [""] + diff_table(sel, baseline, key, kind)
         cross += crossing_rows(sel, baseline, key, kind, fits if kind == kinds[0] else None)
         for label in sorted({v for v, _ in sel} - {baseline}):
@@ -382,6 +402,10 @@ def results_md(runs, metrics, baseline, key, kinds, fits, refused):
                       f"cross, {kinds[0]} recipe)", ""]
         lines += md_table(["variant", "recipe", "crossing (measured)", "fits cross at"],
                           [row + [""] * (4 - len(row)) for row in cross])
+    if best_r:
+        lines += ["", f"## Best r per budget (A^rB, the baseline as r = 1; mean {key.replace('_', ' ')} over the seeds "
+                      "every depth ran)", ""]
+        lines += md_table(["budget", "recipe", "best", f"{key.replace('_', ' ')} per r", "seeds"], best_r)
     lines += deltas
     boot = ", 95% residual-bootstrap CI" if any("c_ci" in fit for fit in fits.values()) else ""
     lines += ["", f"## Scaling fits: final {key.replace('_', ' ')} = β·(x/x0)^(-c) + ε "

@@ -302,6 +302,22 @@ def test_no_run_regenerates_everything_from_logs(tmp_path, capsys):
     assert len(fit_rows) == 2 and all(float(line.strip("|").split("|")[-1]) < 0.01 for line in fit_rows)  # rms in loss
 
 
+def test_best_r_per_budget_moves_up_with_the_budget(tmp_path):
+    """r = 1 (the baseline) best at the small budget, A^2B at the middle one, A^3B at the large one; the stochastic
+    variant is not a depth of A^rB and is left out."""
+    losses = {"base": (2.0, 1.8, 1.7), "rins": (2.1, 1.7, 1.65), "rins3": (2.2, 1.75, 1.6), "stoch": (1.0, 1.0, 1.0)}
+    cfgs = dict(base=BASE, rins=RINS, rins3=dict(signature="A^rB", r=3),
+                stoch=dict(signature="A^rB", r=3, round_sampler="binomial"))
+    for v, ls in losses.items():
+        for b, loss in zip((1e12, 2e12, 4e12), ls):
+            for seed in (0, 1):
+                write_run(tmp_path, v, cfgs[v], b, seed, loss + 0.01 * seed)
+    rows = compare.best_r_rows(analysis.recipe(load(tmp_path), "base", "shared"), "base", "test_loss", "shared")
+    assert [(row[0], row[2]) for row in rows] == [("1e12", "r = 1 (base)"), ("2e12", "r = 2 (rins)"),
+                                                  ("4e12", "r = 3 (rins3)")]
+    assert rows[0][3] == "r=1: 2.0550, r=2: 2.1550, r=3: 2.2550" and rows[0][4] == "2"  # seeds 0, 1; test = val + 0.05
+
+
 def test_too_few_budgets_refuse_the_fit_in_results(tmp_path):
     for v, cfg in dict(baseline=BASE, rins=RINS).items():
         for b in (1e12, 2e12, 4e12):
