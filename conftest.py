@@ -18,7 +18,7 @@ from siglip import SigLIP, SigLIPConfig
 from vision import CAPTION_LEN, CAPTION_VOCAB, captions, encode_captions
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SUPPORT = os.path.join(HERE, "tests_support")  # programs the tests run in place of real ones
+SUPPORT = os.path.join(HERE, "tests", "support")  # programs the tests run in place of real ones
 # offline, one thread per process so subprocesses can run side by side, and a fixed hash seed
 ENV = os.environ | {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
 CHARS = "\n abcdefghijklmn"  # 16 symbols; "\n" is sample.py's default prompt

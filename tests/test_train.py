@@ -2,7 +2,7 @@
 train.py end to end, as users run it: every config trains, seeded runs reproduce and resume, sample.py at
 several depths, the image tasks log accuracy. Tiny models on tiny data, on the CPU.
 
-    HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 python -m pytest test_train.py -v
+    HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 python -m pytest tests/test_train.py -v
 """
 
 import json

@@ -1,7 +1,7 @@
 """
 Tests of the teaching tools: plan.py (draws a plan) and diagnose.py (per-application diagnostics).
 
-    HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 python -m pytest test_teach.py -v
+    HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 python -m pytest tests/test_teach.py -v
 """
 
 import os
