@@ -5,6 +5,7 @@ Tests of the teaching tools: plan.py (draws a plan) and diagnose.py (per-applica
 """
 
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import torch
 import diagnose
 import plan
 from checkpoint import save_checkpoint
-from conftest import batch, cli, read_log, tiny_gpt, train
+from conftest import batch, cli, read_log, tiny_gpt
 from model import GPTConfig, Plan
 
 SIGNATURES = {"rins": dict(signature="A^rB", r=2), "rao": dict(signature="(AB)^r", r=3), "base": {},
@@ -139,8 +140,8 @@ def test_plan_bad_signature_exits_with_one_line(tmp_path):
 # diagnose.py on a checkpoint written by train.py
 
 
-def test_diagnose_a_trained_checkpoint(char_data, tmp_path):
-    train(char_data, tmp_path, "--max_iters=5", "--flop_budget=0", "--warmup_iters=1", "--signature=A^rB", "--r=2")
+def test_diagnose_a_trained_checkpoint(rins_run, tmp_path):
+    shutil.copytree(rins_run, tmp_path, dirs_exist_ok=True)  # diagnose.py writes its figures beside the checkpoint
     val_loss = read_log(tmp_path)[-1]["val_loss"]
     proc = cli("diagnose.py", f"--out_dir={tmp_path}", "--batches=2")
     assert proc.returncode == 0, proc.stderr[-2000:]
