@@ -4,7 +4,7 @@ Helpers are imported (`from conftest import cli, tiny_gpt`); the dataset is the 
 tiny A^2B run the `rins_run` fixture.
 
 `cli` runs each script in a new process forked from a warm one that has already imported torch (a multiprocessing
-fork server), so a run skips Python and torch start-up (about 2 s each, and the suite starts ~200 of them) but
+fork server), so a run skips Python and torch start-up (1-2 s each, and the suite makes 190 such runs) but
 otherwise lives and dies like `python script.py`: its own globals, environment, exit code, stdout and stderr.
 NANORINS_FRESH_PROCESSES=1 starts every script as a plain subprocess instead.
 """
