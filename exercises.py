@@ -253,7 +253,10 @@ def first_line(number: int, node: str, text: str) -> str:
 def check(directory: str, number: int | None) -> int:
     chosen = [BY_NUMBER[number]] if number else EXERCISES
     python = os.path.join(directory, ".venv", "bin", "python")
-    python = python if os.path.exists(python) else sys.executable
+    if not os.path.exists(python):  # a copy made where no .venv existed: build one, as make test would
+        print(f"{directory} has no .venv: building it with `make .venv/.installed` (once; pip, several minutes)")
+        if subprocess.run(["make", ".venv/.installed"], cwd=directory).returncode:
+            fail(f"could not build {directory}/.venv (above)")
     with tempfile.TemporaryDirectory() as tmp:
         xml = os.path.join(tmp, "junit.xml")
         env = os.environ | {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
@@ -262,8 +265,7 @@ def check(directory: str, number: int | None) -> int:
                               cwd=directory, env=env, capture_output=True, text=True)
         if proc.returncode not in (0, 1) or not os.path.exists(xml):
             print(proc.stdout[-3000:] + proc.stderr[-3000:])
-            fail(f"pytest could not run the tests in {directory} (above); without a .venv there, run make test in it "
-                 "once, which builds one")
+            fail(f"pytest could not run the tests in {directory} (above)")
         found = results(xml)
     print(f"{'exercise':<44}{'passed':>8}  first failure")
     done = 0
