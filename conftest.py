@@ -36,8 +36,7 @@ SUPPORT = os.path.join(HERE, "tests", "support")  # programs the tests run in pl
 # offline, one thread per process so subprocesses can run side by side, and a fixed hash seed
 ENV = os.environ | {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
 CHARS = "\n abcdefghijklmn"  # 16 symbols; "\n" is sample.py's default prompt
-if os.environ.get("PYTEST_XDIST_WORKER"):  # make test's workers share the cores: more threads only spin and wait
-    torch.set_num_threads(1)
+torch.set_num_threads(1)  # tiny models: a team of threads spins and waits more than it computes (and so do workers)
 
 
 def cli(script: str, *args, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
