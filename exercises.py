@@ -260,22 +260,25 @@ def check(directory: str, number: int | None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         xml = os.path.join(tmp, "junit.xml")
         env = os.environ | {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
-        proc = subprocess.run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "junit_family=xunit1",
-                               f"--junitxml={xml}", *(t for e in chosen for t in e.tests)],
+        proc = subprocess.run([python, "-m", "pytest", "-q", "--tb=line", "-p", "no:cacheprovider", "-o",
+                               "junit_family=xunit1", f"--junitxml={xml}", *(t for e in chosen for t in e.tests)],
                               cwd=directory, env=env, capture_output=True, text=True)
         if proc.returncode not in (0, 1) or not os.path.exists(xml):
             print(proc.stdout[-3000:] + proc.stderr[-3000:])
             fail(f"pytest could not run the tests in {directory} (above)")
         found = results(xml)
     print(f"{'exercise':<44}{'passed':>8}  first failure")
-    done = 0
+    done, first = 0, None
     for e in chosen:
         mine = {node: r for node, r in found.items() if any(graded_by(t, node) for t in e.tests)}
         ok = sum(outcome == "passed" for outcome, _ in mine.values())
-        failed = [first_line(e.number, node, text) for node, (outcome, text) in mine.items() if outcome != "passed"]
+        failed = [node for node, (outcome, _) in mine.items() if outcome != "passed"]
         done += ok == len(mine) > 0
-        print(f"{e.number:>2}  {e.name:<40}{f'{ok}/{len(mine)}':>8}  {failed[0] if failed else '-'}")
-    print(f"{done} of {len(chosen)} exercise(s) pass all their tests")
+        first = first or (failed[0] if failed else None)
+        print(f"{e.number:>2}  {e.name:<40}{f'{ok}/{len(mine)}':>8}  "
+              + (first_line(e.number, failed[0], found[failed[0]][1]) if failed else "-"))
+    print(f"{done} of {len(chosen)} exercise(s) pass all their tests"
+          + (f"; the first failure in full: python -m pytest '{first}'" if first else ""))
     return 0 if done == len(chosen) else 1
 
 
