@@ -70,7 +70,8 @@ def warm_context():
     ctx = multiprocessing.get_context("forkserver")
     with _warm["lock"]:
         if not _warm["started"]:
-            ctx.set_forkserver_preload(["conftest", "checkpoint", "configurator", "tokenizer", "matplotlib.pyplot"])
+            ctx.set_forkserver_preload(["conftest", "checkpoint", "configurator", "tokenizer", "matplotlib.pyplot",
+                                        "torch._dynamo"])  # the optimizer imports dynamo: 1 s a run
             saved = dict(os.environ)
             os.environ.update(ENV)
             try:
