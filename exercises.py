@@ -278,7 +278,7 @@ def check(directory: str, number: int | None) -> int:
         print(f"{e.number:>2}  {e.name:<40}{f'{ok}/{len(mine)}':>8}  "
               + (first_line(e.number, failed[0], found[failed[0]][1]) if failed else "-"))
     print(f"{done} of {len(chosen)} exercise(s) pass all their tests"
-          + (f"; the first failure in full: python -m pytest '{first}'" if first else ""))
+          + (f"; the first failure in full: .venv/bin/python -m pytest '{first}'" if first else ""))
     return 0 if done == len(chosen) else 1
 
 
