@@ -107,9 +107,11 @@ def run_script(argv: list[str], env: dict, cwd: str, out: str, err: str) -> None
     try:
         runpy.run_path(argv[0], run_name="__main__")
     except SystemExit as e:  # as the interpreter does: None is 0, a number is the code, anything else is printed
-        code = 0 if e.code is None else e.code if isinstance(e.code, int) else 1
-        if not isinstance(e.code, int) and e.code is not None:
+        if e.code is None or isinstance(e.code, int):
+            code = e.code or 0
+        else:
             print(e.code, file=sys.stderr)
+            code = 1
     except BaseException:
         traceback.print_exc()
         code = 1
