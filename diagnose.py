@@ -54,8 +54,10 @@ def streams(model: GPT, x, y, r: int | None = None) -> tuple[list, list, torch.T
 
 def lens_loss(model: GPT, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Loss of the model's own final norm and head read off an intermediate stream (the logit lens)."""
+    # exercise 6: the logit lens
     logits = model.lm_head(model.transformer.ln_f(h))  # (B, T, V)
     return F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=-1)
+    # end of exercise 6
 
 
 def rms(h: torch.Tensor) -> torch.Tensor:

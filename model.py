@@ -5,7 +5,6 @@ its own output, then B once. Every rival (RAO (AB)^r, AB^r, MobileLLM sharing, l
 over the same blocks and parameters. Top to bottom: layers; Plan; RoundExtras; configs; the loop over a plan; GPT; ViT.
 """
 
-import itertools
 import math
 import re
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ class KVCache:
         return self.seen
 
     def extend(self, k, v):
+        # exercise 5: a KV cache per application
         past, self.seen = self.seen, self.seen + k.size(2)
         if self.owner is None:
             self.k = k if self.k is None else torch.cat([self.k, k], dim=2)
@@ -36,6 +36,7 @@ class KVCache:
             raise ValueError(f"a shared KV cache takes one token per call, got {k.size(2)}; feed them one by one")
         o = self.owner  # o.k[:, :, :past] is the past whether the owner has run this token yet or not
         return (k, v) if past == 0 else (torch.cat([o.k[:, :, :past], k], 2), torch.cat([o.v[:, :, :past], v], 2))
+        # end of exercise 5
 
 class SelfAttention(nn.Module):
     def __init__(self, n_embd: int, n_head: int, dropout: float, bias: bool, causal: bool):
@@ -189,11 +190,12 @@ class Plan:
 
     def expand(self, letters: str, lo: int, hi: int, degree: int) -> list[int]:
         """Letters -> layers of [lo, hi); at degree d > 1 each letter becomes the degree d-1 plan of its slice."""
+        # exercise 1: the signature's letters -> physical layers
         total = sum(self.weights)
         if (hi - lo) % total:
             raise ValueError(f"signature '{self.signature}' at degree {self.degree} cuts {hi - lo} layers into slices "
                              f"{':'.join(map(str, self.weights))}; use n_layer divisible by {total ** self.degree}")
-        bounds = [lo + (hi - lo) // total * w for w in itertools.accumulate(self.weights, initial=0)]
+        bounds = [lo + (hi - lo) // total * sum(self.weights[:k]) for k in range(len(self.weights) + 1)]
         layers = []
         for c in letters:
             a, b = bounds[ord(c) - 65], bounds[ord(c) - 64]
@@ -203,6 +205,7 @@ class Plan:
                 prelude, unit, coda = (self.expand(part, a, b, degree - 1) for part in self.letters)
                 layers += prelude + unit * self.r + coda
         return layers
+        # end of exercise 1
 
     def check_r(self, r: int | None) -> int:  # the configured r, or an inference-time override that fits the plan
         if r is None:
@@ -230,6 +233,7 @@ class Plan:
         - s^2/2, s), s = 0.5, capped at 4r (Geiping et al.): mean r, the mixture integrated on lambda quantiles."""
         if sampler == "fixed" or self.r == 1 and sampler == "poisson":
             return {self.r: 1.0}
+        # exercise 4: the distribution of sampled rounds
         if sampler == "binomial":
             n, q = self.r - 1, 1 - p
             return {1 + k: math.comb(n, k) * q ** k * (1 - q) ** (n - k) for k in range(n + 1)}
@@ -239,6 +243,7 @@ class Plan:
         pmf = torch.exp(k[:, None] * lam.log() - lam - torch.lgamma(k[:, None] + 1)).mean(1)
         pmf[-1] += 1 - pmf.sum()  # fold the tail beyond the cap onto the cap
         return {1 + int(i): float(p) for i, p in enumerate(pmf)}
+        # end of exercise 4
 
     def sample_r(self, generator: torch.Generator) -> int:  # per optimizer step, from a generator of its own
         i = torch.multinomial(torch.tensor(list(self.round_probs.values())), 1, generator=generator).item()
@@ -249,6 +254,7 @@ class Plan:
         """FLOPs per token of the blocks along the plan: an application is 2*matmul weights + 4*T*d (q.k^T and att.v
         over the *full* T x T square, as the math SDPA kernel computes it), the extras add 2*round_matmuls per round,
         2*end_matmuls once. Training triples all but no-grad rounds; sampled rounds with r=None give the mean."""
+        # exercise 3: the FLOP count of a plan
         probs = self.round_probs if train and r is None else {self.check_r(r): 1.0}
         apply = 2 * block_matmuls + 4 * seq_len * n_embd
         round_cost, total = len(self.unit) * apply + 2 * round_matmuls, 0.0
@@ -257,6 +263,7 @@ class Plan:
             fwd_grad = (len(self.prelude) + len(self.coda)) * apply + (rounds - no_grad) * round_cost + 2 * end_matmuls
             total += p * ((3 if train else 1) * fwd_grad + no_grad * round_cost)
         return total
+        # end of exercise 3
 
 
 # --- Per-round extras: the only parameters beyond the baseline's, called by the loop at round boundaries -------------
@@ -366,6 +373,7 @@ class PlanModel(nn.Module):  # a model with `plan` (a Plan) and `extras` (its Ro
     def run_plan(self, x, blocks: nn.ModuleList, r: int | None = None, caches: list | None = None, states=None):
         """The blocks along plan.layers(r): the prelude once, the unit r times, the coda once. Application j (the
         j-th block run) uses caches[j]; `states` (if a list) gets the stream after every application."""
+        # exercise 2: the loop over the plan
         plan, extras, apps = self.plan, self.extras, list(enumerate(self.plan.layers(r)))  # (application, block)
         r, a, n = plan.check_r(r), len(plan.prelude), len(plan.unit)
 
@@ -385,6 +393,7 @@ class PlanModel(nn.Module):  # a model with `plan` (a Plan) and `extras` (its Ro
                     x = run(x, apps[a + k * n:a + (k + 1) * n])
                     x = extras.after_round(k, r, x)
         return run(x, apps[a + r * n:])
+        # end of exercise 2
 
 
 # --- GPT -------------------------------------------------------------------------------------------------------------
@@ -431,6 +440,7 @@ class GPT(PlanModel):
         """One KV cache per application of plan.layers(r), for forward(caches=...). kv_share saves inference memory:
         with 'first' ('last') only the unit's first (last) round stores keys and values, the other rounds attend to its
         past at the same place in the unit plus their own current token. Shared caches take one token per call."""
+        # exercise 5: a KV cache per application
         if kv_share not in ("none", "first", "last"):
             raise ValueError(f"kv_share='{kv_share}' is not one of none, first, last")
         caches, r = [KVCache() for _ in self.plan.layers(r)], self.plan.check_r(r)
@@ -440,6 +450,7 @@ class GPT(PlanModel):
             if kv_share != "none" and k != own:
                 caches[a + k * n:a + (k + 1) * n] = map(KVCache, caches[a + own * n:a + (own + 1) * n])
         return caches
+        # end of exercise 5
 
     def kv_cache_bytes_per_token(self, kv_share: str = "none", r: int | None = None, dtype=None) -> int:
         stored = sum(c.owner is None for c in self.new_caches(r, kv_share))  # dtype: autocast's, else the weights'

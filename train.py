@@ -250,9 +250,11 @@ tokens_per_iter = gradient_accumulation_steps * world_size * batch_size * tokens
 flops_per_token = model.flops_per_token(train=True)  # expected value under sampled rounds
 flops_per_iter = flops_per_token * tokens_per_iter
 if flop_budget > 0:
+    # exercise 4: compute matching, the run's length from its FLOP budget
     max_iters = round(flop_budget / flops_per_iter)
     if max_iters < 1:
         fail(f"flop_budget={flop_budget:.3g} is less than one iteration ({flops_per_iter:.3g} FLOPs); raise it")
+    # end of exercise 4
 warmup = min(warmup_iters, max_iters // 10)  # a short run, whatever set its length, keeps 90% for the decay
 
 # --- optimizer, resume, compile ---

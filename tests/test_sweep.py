@@ -2,7 +2,7 @@
 Sweeps (sweep.py, run through compare.py's CLI): skip and resume, learning-rate grids, parallel jobs, submitit.
 A fake trainer checks the command lines; real train.py runs on a tiny char corpus check what the runs log.
 
-    HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 python -m pytest test_sweep.py -v
+    HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 python -m pytest tests/test_sweep.py -v
 """
 import os
 import sys
@@ -16,7 +16,7 @@ from conftest import HERE, SUPPORT, write_log
 
 @pytest.fixture
 def fake_trainer(tmp_path, monkeypatch):
-    """tests_support/fake_train.py in place of train.py; returns a reader of the command lines it was given."""
+    """tests/support/fake_train.py in place of train.py; returns a reader of the command lines it was given."""
     monkeypatch.setattr(sweep, "TRAIN", [sys.executable, os.path.join(SUPPORT, "fake_train.py")])
     for name in ("baseline_small", "broken"):
         (tmp_path / f"{name}.py").write_text("# fake config\n")

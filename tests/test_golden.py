@@ -8,7 +8,7 @@ a CPU with other vector units (AVX-512 against AVX2 kernels) rounds float32 sums
 1e-7 after 24 steps, while a changed random stream, schedule or data order moves them by 1e-4 or more.
 Rewrite the file only for a change that is meant to alter the numerics:
 
-    NANORINS_WRITE_GOLDEN=1 python -m pytest test_golden.py
+    NANORINS_WRITE_GOLDEN=1 python -m pytest tests/test_golden.py
 
 Rewritten on 2026-12-03 when the warmup cap (a tenth of the iterations) began to apply to runs whose length
 comes from max_iters: these runs' warmup went from 4 to 2 iterations. Before rewriting, the code before that
@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from conftest import HERE, cli
-GOLDEN = os.path.join(HERE, "golden_logs.json")
+GOLDEN = os.path.join(HERE, "tests", "golden_logs.json")
 KEYS = ("iter", "tokens", "flops", "lr", "train_loss", "val_loss", "val_loss_r", "val_acc", "val_acc_r")
 COMMON = ["--n_layer=4", "--n_head=2", "--n_embd=32", "--batch_size=4", "--flop_budget=0", "--max_iters=24",
           "--eval_interval=8", "--eval_iters=3", "--warmup_iters=4", "--learning_rate=3e-3", "--min_lr=3e-4"]

@@ -1,7 +1,7 @@
 """
 prepare.py, corpora.py and tokenizer.py: package sources to uint16 tokens, offline GPT-2 BPE, the --help text.
 
-    HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 python -m pytest test_prepare.py -v
+    HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 python -m pytest tests/test_prepare.py -v
 
 Nothing here downloads: sources are tiny stand-ins written into a temporary cache.
 """

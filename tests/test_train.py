@@ -2,7 +2,7 @@
 train.py end to end, as users run it: every config trains, seeded runs reproduce and resume, sample.py at
 several depths, the image tasks log accuracy. Tiny models on tiny data, on the CPU.
 
-    HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 python -m pytest test_train.py -v
+    HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 python -m pytest tests/test_train.py -v
 """
 
 import json
@@ -32,10 +32,9 @@ def test_seeded_runs_are_bitwise_reproducible_and_resume_continues(char_data, tm
     assert [rec["iter"] for rec in log if rec["event"] != "start"] == [0, 10, 20, 30, 40]
 
 
-def test_sample_at_several_depths(char_data, tmp_path):
-    train(char_data, tmp_path, "--flop_budget=0", "--max_iters=20", "--signature=A^rB", "--r=2")
+def test_sample_at_several_depths(rins_run):
     for r in ("0", "1", "3"):
-        proc = cli("sample.py", f"--out_dir={tmp_path}", f"--r={r}", "--num_samples=1", "--max_new_tokens=30",
+        proc = cli("sample.py", f"--out_dir={rins_run}", f"--r={r}", "--num_samples=1", "--max_new_tokens=30",
                    "--start=def ")
         assert proc.returncode == 0, proc.stderr
         assert "def " in proc.stdout and f"r={r if r != '0' else 2}" in proc.stdout

@@ -1,10 +1,11 @@
 """
 Tests of the teaching tools: plan.py (draws a plan) and diagnose.py (per-application diagnostics).
 
-    HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 python -m pytest test_teach.py -v
+    HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 python -m pytest tests/test_teach.py -v
 """
 
 import os
+import shutil
 import subprocess
 
 import numpy as np
@@ -14,7 +15,7 @@ import torch
 import diagnose
 import plan
 from checkpoint import save_checkpoint
-from conftest import HERE, batch, cli, read_log, tiny_gpt, train
+from conftest import HERE, batch, cli, read_log, tiny_gpt
 from model import GPTConfig, Plan
 
 SIGNATURES = {"rins": dict(signature="A^rB", r=2), "rao": dict(signature="(AB)^r", r=3), "base": {},
@@ -182,8 +183,8 @@ def test_state_use_sees_a_model_that_reads_its_state_and_one_that_cannot(injecti
         assert u["state_rms"] == 0
 
 
-def test_diagnose_a_trained_checkpoint(char_data, tmp_path):
-    train(char_data, tmp_path, "--max_iters=5", "--flop_budget=0", "--warmup_iters=1", "--signature=A^rB", "--r=2")
+def test_diagnose_a_trained_checkpoint(rins_run, tmp_path):
+    shutil.copytree(rins_run, tmp_path, dirs_exist_ok=True)  # diagnose.py writes its figures beside the checkpoint
     val_loss = read_log(tmp_path)[-1]["val_loss"]
     proc = cli("diagnose.py", f"--out_dir={tmp_path}", "--batches=2")
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -1,9 +1,9 @@
 """
 Reliability: checkpoints survive SIGKILL, resume is bit-exact, checkpoints load with weights_only, divergence
 stops cleanly, every user mistake is one clear line, torchrun on CPU matches one process. Real scripts run as
-subprocesses; tests_support/faults.py injects the faults.
+subprocesses; tests/support/faults.py injects the faults.
 
-    HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 python -m pytest test_reliability.py -v
+    HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 python -m pytest tests/test_reliability.py -v
 """
 
 import json
@@ -30,7 +30,7 @@ FAULTS = os.path.join(SUPPORT, "faults.py")
 
 
 def faults(script, *args, **hook):
-    """Run a script under tests_support/faults.py with the hook's settings: faults(..., mode="die_after_save", n=2)
+    """Run a script under tests/support/faults.py with the hook's settings: faults(..., mode="die_after_save", n=2)
     sets FAULT_MODE and FAULT_N (see faults.py)."""
     return cli(FAULTS, script, *args, env={f"FAULT_{k.upper()}": str(v) for k, v in hook.items()}, timeout=120)
 

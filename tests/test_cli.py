@@ -1,7 +1,7 @@
 """
 The command line of train.py and sample.py: the configurator, --help, the validation table, compile='auto'.
 
-    python -m pytest test_cli.py -v
+    python -m pytest tests/test_cli.py -v
 """
 
 import ast

@@ -2,7 +2,7 @@
 Fault injection for test_reliability.py: runs a script (train.py) in-process with hooks, so a test can
 SIGKILL it at an exact point or watch what it does.
 
-    python tests_support/faults.py train.py --key=value ...
+    python tests/support/faults.py train.py --key=value ...
 
 FAULT_MODE=die_after_save  FAULT_N=k : SIGKILL right after the k-th checkpoint is on disk
 FAULT_MODE=die_in_save     FAULT_N=k FAULT_FRAC=f : write fraction f of the (k+1)-th checkpoint, then SIGKILL
@@ -16,7 +16,7 @@ import runpy
 import signal
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))  # the repository
 
 import torch  # noqa: E402
 

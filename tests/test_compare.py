@@ -2,7 +2,7 @@
 Tests of compare.py and analysis.py: log reading, learning-rate recipes, paired statistics, crossing budgets,
 verdicts, scaling fits and plot styles, on synthetic logs whose truth the test knows.
 
-    OMP_NUM_THREADS=1 python -m pytest test_compare.py -q
+    OMP_NUM_THREADS=1 python -m pytest tests/test_compare.py -q
 """
 import math
 import os

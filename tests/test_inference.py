@@ -2,7 +2,7 @@
 Tests of inference as bench.py measures it: the teacher-forced loss through the KV caches, KV sharing, and the
 --kv and --generate modes run end to end on tiny models.
 
-    OMP_NUM_THREADS=1 HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 python -m pytest test_inference.py -v
+    OMP_NUM_THREADS=1 HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 python -m pytest tests/test_inference.py -v
 """
 
 import json

@@ -3,7 +3,7 @@ The vision models beyond the paper's invariants (those are in test_rins.py): ViT
 SigLIP tower recurses, the sigmoid loss, text pooling, zero-shot classification and its held-out templates.
 Tiny in-memory images; nothing is downloaded.
 
-    python -m pytest test_vision.py -v
+    python -m pytest tests/test_vision.py -v
 """
 
 import math
