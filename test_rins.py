@@ -18,7 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from conftest import (HERE, batch, caption_batch, exec_config, image_batch, read_log, tiny_gpt, tiny_siglip, tiny_vit,
                       train)
-from model import GPT, GPTConfig, parse_signature
+from model import GPT, GPTConfig, RoundExtras, parse_signature
 from vision import CAPTION_LEN
 
 # Every variant the paper compares, as config fields (the config/*_small.py files are checked separately).
@@ -246,7 +246,7 @@ def test_state_norm_makes_injection_blind_to_the_state_scale():
     which it does not without the norm."""
     for injection in ("add", "concat"):
         kw = dict(signature="AB^rC", partition="1:2:1", r=2, injection=injection)
-        normed, plain = tiny_gpt(**kw, state_norm=True).extras, tiny_gpt(**kw).extras
+        normed, plain = (RoundExtras(GPTConfig(n_embd=32, **kw, state_norm=norm), 3) for norm in (True, False))
         s, e = torch.randn(2, 5, 32), torch.randn(2, 5, 32)
         torch.testing.assert_close(normed.before_round(7 * s, e), normed.before_round(s, e), rtol=1e-4, atol=1e-5)
         assert not torch.allclose(plain.before_round(7 * s, e), plain.before_round(s, e))

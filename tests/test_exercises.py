@@ -25,6 +25,7 @@ LAST = len(exercises.EXERCISES)
 # Tests that reach no exercise code, from every kind of test file: they pass in any student copy. In test_rins.py
 # these are the only two (test_bad_recursion_config's other two cases fail in expand, so exercise 1 grades them).
 INDEPENDENT = ["test_rins.py::test_shorthand_expansion", "test_rins.py::test_bad_recursion_config_is_one_clear_line",
+               "test_rins.py::test_state_norm_makes_injection_blind_to_the_state_scale",
                "tests/test_cli.py::test_configurator_overrides_and_errors", "tests/test_cli.py::test_check_rules",
                "tests/test_cli.py::test_every_mistake_gets_its_own_line",
                "tests/test_compare.py::test_paired_interval_equals_hand_computation",
