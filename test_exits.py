@@ -1,17 +1,20 @@
 """
 Per-token early exit (exits.py) on tiny CPU models: threshold 0 is the fixed max_r model bit for bit, a huge
 threshold is the earliest exit, token-by-token decoding equals the parallel evaluation under the same KV rule, the
-executed FLOPs equal FlopCounterMode's count.
+executed FLOPs equal FlopCounterMode's count, and sample.py --exit end to end.
 
     OMP_NUM_THREADS=1 HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 python -m pytest test_exits.py -v
 """
+
+import os
 
 import pytest
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from conftest import batch, tiny_gpt
+from checkpoint import save_checkpoint
+from conftest import CHARS, TINY, batch, cli, tiny_gpt, write_char_dataset
 from exits import Exits, evaluate, flops, summary, with_rounds
 
 MODELS = {
@@ -177,4 +180,50 @@ def test_bad_exits_are_one_line(kw, fragment):
     with pytest.raises(ValueError) as err:
         Exits(model, **(dict(test="latent") | kw))
     assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+# -----------------------------------------------------------------------------
+# sample.py end to end
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Run directories of tiny random models on the tiny char data (val.bin and test.bin)."""
+    root = tmp_path_factory.mktemp("exits")
+    data = write_char_dataset(str(root / "data"))
+    os.link(os.path.join(data, "val.bin"), os.path.join(data, "test.bin"))
+    out = {}
+    for name, kw in dict(rins=MODELS["rins"], stoch=MODELS["stoch_adapters"], base={}).items():
+        args = TINY | dict(vocab_size=len(CHARS), block_size=32) | kw
+        out[name] = root / name
+        out[name].mkdir()
+        save_checkpoint(dict(model=tiny_gpt(**args).state_dict(), model_args=args, iter_num=0,
+                             config=dict(dataset="tiny", data_dir=str(root / "data"))), str(out[name] / "ckpt.pt"))
+    return out
+
+
+def test_sample_prints_the_mean_rounds_per_token(runs):
+    p = cli("sample.py", f"--out_dir={runs['rins']}", "--exit=latent", "--exit_threshold=0.2", "--max_r=6",
+            "--num_samples=2", "--max_new_tokens=12", "--start=ab")
+    assert p.returncode == 0, p.stderr
+    assert "A^rB (r=6" in p.stdout
+    assert "exit=latent threshold 0.2, max_r 6: mean rounds per token" in p.stdout
+    assert "over 22 decoded tokens" in p.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--exit=latent", "--exit_threshold=-0.5"],
+     "sample.py: exit_threshold=-0.5 is not allowed; need exit_threshold >= 0"),
+    (["--exit=latent", "--max_r=0"], "sample.py: max_r=0 is not allowed; need max_r >= 1"),
+    (["--exit=halt"], "sample.py: exit='halt' is not allowed; need one of none, latent, kl"),
+    (["--exit=kl", "base"], "has no '^r' unit, so no round to exit from"),
+    (["--exit=kl", "--r=2"], "give max_r instead of r"),
+    (["--max_r=3"], "add --exit=latent or --exit=kl"),
+    (["--exit=latent", "--max_r=4", "stoch"], "r=4 exceeds the 3 rounds this model has adapters for"),
+])
+def test_sample_bad_exit_input_is_one_line(runs, args, message):
+    run = runs[args[-1]] if args[-1] in runs else runs["rins"]
+    p = cli("sample.py", f"--out_dir={run}", *[a for a in args if a not in runs], "--max_new_tokens=3")
+    err = p.stderr.strip()
+    assert p.returncode != 0 and message in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
 
