@@ -120,4 +120,4 @@ if exits and exits.history:  # the rounds of every decoded token (the first new 
     print(f"exit={exit} threshold {exit_threshold:g}, max_r {r}: mean rounds per token {s['mean']:.2f} over "
           f"{rounds.numel()} decoded tokens (p90 {s['p90']:.0f}; " + ", ".join(
               f"{k}: {v:.0%}" for k, v in s["hist"].items()) + f"); executed {executed / 1e6:.3f} MFLOP/token with "
-          f"the test, {1 - executed / full:.0%} less than all {r} rounds ({full / 1e6:.3f})")
+          f"the test, {1 - executed / full:+.1%} saved against all {r} rounds ({full / 1e6:.3f})")
