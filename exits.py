@@ -184,7 +184,7 @@ class Exits:
             return (x - old).norm(dim=-1) / x.norm(dim=-1)
         logp = self.peek(x)
         stat = torch.full(logp.shape[:2], float("inf"), device=x.device) if self.ref is None else \
-            (self.ref.exp() * (self.ref - logp)).sum(-1)  # KL(p_(k-1) || p_k)
+            (self.ref.exp() * (self.ref - logp)).sum(-1).clamp_min(0)  # KL(p_(k-1) || p_k); rounding can go below 0
         self.ref = logp
         return stat
 

@@ -64,6 +64,16 @@ def test_threshold_zero_is_the_fixed_max_r_model_bit_for_bit(name, test):
         assert torch.equal(tokens, model.generate(x[:, :4], 10, temperature=0, r=R)), mode
 
 
+def test_threshold_zero_holds_when_rounding_makes_kl_negative():
+    """At a fixed point successive distributions agree up to rounding, and the summed KL can come out at -1e-9:
+    the test clamps it at 0, so threshold 0 still never stops a token."""
+    model, (x, y) = model_for("rins"), batch(1, B=2, T=8)
+    exits = Exits(model, "kl", 0.0, R)
+    calls = iter(range(R))
+    exits.peek = lambda h: torch.full(h.shape[:2] + (64,), -4.0) + 1e-6 * next(calls)  # KL = -1e-6 per round
+    assert (evaluate(model, x, y, exits)[1] == R).all()
+
+
 @pytest.mark.parametrize("test, earliest", [("latent", 1), ("kl", 2)])
 @pytest.mark.parametrize("name", list(MODELS))
 def test_a_huge_threshold_is_the_earliest_exit(name, test, earliest):
