@@ -53,8 +53,10 @@ flops_per_token). below line: the fixed-r curve's loss at the same FLOPs (linear
 point's (> 0: the exit helps). saves: 1 - FLOPs / the FLOPs at which the fixed-r curve first reaches the same loss.
 Then wall time of greedy decoding (`prompt` tokens of the split, `new_tokens` new ones) at batch 1 and at batch
 `batch`, masked (every row runs until its last token stops) and compact (only rows still running run a round), for
-fixed r and the exits with the largest saving within +0.01 nats of max_r, and at threshold 0 (the exit machinery's
-own overhead at full depth). Executed FLOPs there come from the rounds decoding used.
+fixed r and, per test, the exit at threshold 0 (the machinery's own overhead at full depth), the one with the largest
+saving within +0.01 nats of max_r and the one nearest the fixed-r line; executed FLOPs there come from the rounds
+decoding used. `lock`: a lock file held while timing, so other benchmarks on the machine neither overlap nor wait
+for the (untimed) loss sweeps.
 
 Memory. peak MB: one call's peak above what was held before it (activations, gradients, temporaries, caches;
 not weights or AdamW state). CUDA: max_memory_allocated; CPU (Linux): growth of the resident-set peak (VmHWM,
@@ -66,6 +68,7 @@ to other jobs (with one thread ~ wall time when idle).
 
 import ast
 import ctypes
+import fcntl
 import glob
 import io
 import os
@@ -104,6 +107,7 @@ eps = 0.01  # --exit: the oracle's tolerance, nats per token
 batch = 16  # --exit: rows of the batched decoding
 prompt = 32  # --exit: prompt tokens per row in the timed decoding (prompt + new_tokens <= block_size)
 plot = ""  # --depth, --exit: path of the figure (PNG); '' = none
+lock = ""  # --exit: a file to hold an exclusive flock on while decoding is timed (a shared machine's timing lock)
 
 MODES = ("--train", "--kv", "--generate", "--depth", "--exit")
 here = os.path.dirname(os.path.abspath(__file__))
@@ -121,7 +125,7 @@ def defaults() -> dict:
     cfg["vocab_size"] = 50304  # train.py reads it from the data
     own = dict(steps=steps, warmup=warmup, repeats=repeats, timer=timer, windows=windows, new_tokens=new_tokens,
                split=split, max_r=max_r, thresholds_latent=thresholds_latent, thresholds_kl=thresholds_kl, eps=eps,
-               batch=batch, prompt=prompt, plot=plot)
+               batch=batch, prompt=prompt, plot=plot, lock=lock)
     return cfg | own | {"__file__": os.path.abspath(__file__)}  # __file__: --help reads this docstring
 
 
@@ -675,7 +679,9 @@ def time_decoding(timed, run, env):
         v.exits = Exits(v.m.model, v.test, v.thr, v.r, v.mode if v.batch > 1 else "masked") if v.test else None
         return v.m.model.generate(v.m.prompts[:v.batch], run["new_tokens"], temperature=0, r=v.r, exits=v.exits)
 
-    with env.autocast:
+    with env.autocast, open(run["lock"], "a") if run["lock"] else nullcontext() as held:
+        if held:
+            fcntl.flock(held, fcntl.LOCK_EX)  # released when the file closes
         for v in timed:
             gen(v)  # warm-up; greedy, so every call decodes the same tokens and rounds
             steps = torch.cat(v.exits.history, dim=1) if v.test else torch.full(
