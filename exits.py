@@ -130,6 +130,9 @@ class Exits:
             stop &= running
         if not stop.any():  # the common case while decoding: nothing to record
             return x, e
+        if self.everyone and stop.all():  # all at once (a single token always): no bookkeeping per token
+            self.rounds, self.done = torch.full(stop.shape, k, device=x.device), True
+            return None, None
         if self.active is None:
             self.active = torch.ones(self.state.shape[:2], dtype=torch.bool, device=x.device)
             self.rounds = torch.full(self.state.shape[:2], self.max_r, dtype=torch.long, device=x.device)
