@@ -510,16 +510,18 @@ def token_losses(model: GPT, x, y, r, env, seed: int, chunk: int = 64):
 
 def exit_losses(model: GPT, x, y, env, seed: int, test: str, threshold: float = 0.0, max_r: int = 1, given=None,
                 chunk: int = 64):
-    """Per-token losses and rounds (windows, T) under exits.evaluate, in chunks, seeded as token_losses."""
+    """Per-token losses and rounds (windows, T) under exits.evaluate, in chunks, seeded as token_losses, and the
+    most forward passes evaluate() took for a chunk (1 but for kl)."""
     torch.manual_seed(seed)
-    losses, rounds = [], []
+    losses, rounds, passes = [], [], 0
     for i, (xs, ys) in enumerate(zip(x.split(chunk), y.split(chunk))):
-        g = None if given is None else given[i * chunk:i * chunk + len(xs)]
+        exits = Exits(model, test, threshold, max_r, given=None if given is None else given[i * chunk:][:len(xs)])
         with env.autocast:
-            loss, ran, _ = evaluate(model, xs, ys, Exits(model, test, threshold, max_r, given=g))
+            loss, ran, _ = evaluate(model, xs, ys, exits)
         losses.append(loss)
         rounds.append(ran)
-    return torch.cat(losses), torch.cat(rounds)
+        passes = max(passes, len(exits.history))
+    return torch.cat(losses), torch.cat(rounds), passes
 
 
 def fixed_line(points, f):
@@ -617,7 +619,7 @@ def bench_exit(args, overrides):
         sys.exit(f"bench.py: max_r={run['max_r']} needs one value per recursive run directory ({len(recursive)})")
     if run["prompt"] + run["new_tokens"] > min(m.model.config.block_size for m in models):
         sys.exit(f"bench.py: prompt + new_tokens = {run['prompt'] + run['new_tokens']} exceeds block_size")
-    rows, timed, data_lines, seed = [], [], {}, run["seed"]
+    rows, timed, data_lines, seed, passes = [], [], {}, run["seed"], {}
     for m in models:
         T = m.model.config.block_size
         x, y, path = val_windows(m.data, run["windows"], T, env.device, run["split"])
@@ -645,7 +647,8 @@ def bench_exit(args, overrides):
                                                                    given=first)[0], first, None)
         for test in TESTS:
             for thr in run[f"thresholds_{test}"]:
-                loss, rounds = exit_losses(model, x, y, env, seed, test, thr, R)
+                loss, rounds, n = exit_losses(model, x, y, env, seed, test, thr, R)
+                passes[test] = max(passes.get(test, 0), n)
                 add(f"exit {test}", f"{thr:g}", loss, rounds, test)
                 shuffled = rounds.flatten()[torch.randperm(rounds.numel(), generator=torch.Generator().manual_seed(
                     seed))].view(rounds.shape)
@@ -666,6 +669,7 @@ def bench_exit(args, overrides):
     header(run, env, load_avg, list(data_lines.values()) + [
         f"exits: exits.evaluate, every token may stop (no prompt); oracle eps {run['eps']:g} nats; "
         f"random: the exit's rounds shuffled over tokens (seed {seed})",
+        "evaluate() passes per chunk of 64 windows, at most: " + ", ".join(f"{t} {n}" for t, n in passes.items()),
         f"decoding: greedy, {run['prompt']}-token prompts from the split's windows, {run['new_tokens']} new tokens, "
         f"median of {run['repeats']} interleaved rounds"])
     exit_tables(rows, timed, run)
