@@ -774,12 +774,16 @@ def plot_exit(rows, run):
     import matplotlib.pyplot as plt
     models = [m for m in models_of(rows) if m.model.plan.recursive]
     base = [v for v in rows if v.kind == "baseline"]
-    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.8), layout="constrained", squeeze=False)
+    cols = min(3, len(models))
+    rows_ = -(-len(models) // cols)
+    fig, axes = plt.subplots(rows_, cols, figsize=(6 * cols, 4.8 * rows_), layout="constrained", squeeze=False)
+    for ax in axes.flat[len(models):]:
+        ax.set_axis_off()
     style = {"fixed r": dict(color="k", marker="o", ls="-"), "exit latent": dict(color="C0", marker="s", ls="-"),
              "exit kl": dict(color="C1", marker="D", ls="-"), "random latent": dict(color="C0", marker="x", ls="none"),
              "random kl": dict(color="C1", marker="x", ls="none"), "oracle": dict(color="C2", marker="*", ls="none",
                                                                                  ms=12)}
-    for ax, m in zip(axes[0], models):
+    for ax, m in zip(axes.flat, models):
         mine = [v for v in rows if v.m is m]
         full = fixed_curve(rows, m)[1]
         for kind, st in style.items():
