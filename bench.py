@@ -591,10 +591,9 @@ def plot_depth(rows, run):
         pts = [v for v in rows if v.m is m]
         if pts[0].r is None:
             for ax in (by_r, by_flops):
-                ax.axhline(pts[0].loss, color="k", ls=":", label=f"{m.name}: {plan_label(m.model)}")
+                ax.axhline(pts[0].loss, color="k", ls=":", label=plan_label(m.model))
             continue
-        line = by_r.plot([v.r for v in pts], [v.loss for v in pts], marker="o", label=f"{m.name}: "
-                         f"{plan_label(m.model)}")[0]
+        line = by_r.plot([v.r for v in pts], [v.loss for v in pts], marker="o", label=plan_label(m.model))[0]
         by_flops.plot([v.flops / 1e6 for v in pts], [v.loss for v in pts], marker="o", color=line.get_color())
         trained = next(v for v in pts if v.r == m.model.plan.r)
         for ax, xv in ((by_r, trained.r), (by_flops, trained.flops / 1e6)):
