@@ -96,8 +96,12 @@ class Exits:
                              "different rounds, so they need adapter 'none' or 'per_round'")
         if mode not in MODES:
             raise ValueError(f"exit mode '{mode}' is not one of {', '.join(MODES)}")
+        try:
+            self.max_r = plan.check_r(max_r)
+        except ValueError as e:
+            raise ValueError(f"max_r={max_r}: {e}") from None
         self.model, self.test, self.threshold, self.mode = model, test, threshold, mode
-        self.max_r, self.given, self.prefill = plan.check_r(max_r), given, prefill
+        self.given, self.prefill = given, prefill
         self.caches, self.history, self.peeking = None, [], False
         self.active = self.rows = None  # during a call, once a token settled: (B, T) still running; rows that run
         self.everyone = True  # no token has settled (in this call, or no call under way)
