@@ -54,8 +54,8 @@ class SelfAttention(nn.Module):
         past = 0 if cache is None else len(cache)
         if cache is not None:
             k, v = cache.extend(k, v)  # (B, nh, past + T, hs)
-        mask, is_causal = None, self.causal and past == 0
-        if self.causal and past > 0 and T > 1:  # new queries see the whole past plus their own prefix
+        mask, is_causal = getattr(cache, "mask", None), self.causal and past == 0  # a cache's own mask: exits.py
+        if self.causal and past > 0 and T > 1 and mask is None:  # new queries see the whole past plus their prefix
             mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
         drop = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop, is_causal=is_causal)
@@ -370,7 +370,8 @@ class PlanModel(nn.Module):  # a model with `plan` (a Plan) and `extras` (its Ro
     def blocks_flops(self, blocks: nn.ModuleList, seq_len: int, train: bool, r: int | None) -> float:
         return self.plan.flops(linear_weights(blocks[0]), self.config.n_embd, seq_len, train, r, *self.extras.matmuls())
 
-    def run_plan(self, x, blocks: nn.ModuleList, r: int | None = None, caches: list | None = None, states=None):
+    def run_plan(self, x, blocks: nn.ModuleList, r: int | None = None, caches: list | None = None, states=None,
+                 exits=None):
         """The blocks along plan.layers(r): the prelude once, the unit r times, the coda once. Application j (the
         j-th block run) uses caches[j]; `states` (if a list) gets the stream after every application."""
         # exercise 2: the loop over the plan
@@ -388,11 +389,14 @@ class PlanModel(nn.Module):  # a model with `plan` (a Plan) and `extras` (its Ro
         if plan.recursive:
             e, x = x, extras.start(x)  # e: the prelude's output, which injection feeds back every round
             for k in range(r):
+                x, e = (x, e) if exits is None else exits.boundary(k, x, e)  # exits.py: settled tokens stop here
+                if x is None:  # every token has settled
+                    break
                 with extras.grad(k, r):  # truncated backprop: early rounds build no graph
                     x = extras.before_round(x, e)
                     x = run(x, apps[a + k * n:a + (k + 1) * n])
                     x = extras.after_round(k, r, x)
-        return run(x, apps[a + r * n:])
+        return run(x if exits is None else exits.finish(x), apps[a + r * n:])  # finish: all rows, their exit states
         # end of exercise 2
 
 
@@ -416,14 +420,15 @@ class GPT(PlanModel):
         self.transformer.wpe.is_position = True
         self._init_weights(config)
 
-    def forward(self, idx, targets=None, r: int | None = None, caches: list | None = None, states: list | None = None):
+    def forward(self, idx, targets=None, r: int | None = None, caches: list | None = None, states: list | None = None,
+                exits=None):
         B, T = idx.size()
         start = len(caches[0]) if caches else 0  # tokens already in the cache
         if start + T > self.config.block_size:
             raise ValueError(f"sequence of {start + T} tokens exceeds block_size={self.config.block_size}")
         pos = torch.arange(start, start + T, dtype=torch.long, device=idx.device)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
-        x = self.transformer.ln_f(self.run_plan(x, self.transformer.h, r, caches, states))  # blocks in plan order
+        x = self.transformer.ln_f(self.run_plan(x, self.transformer.h, r, caches, states, exits))  # the plan's blocks
         if targets is None:  # inference: only the last position's logits are needed
             return self.lm_head(x[:, [-1], :]), None
         logits = self.lm_head(x)
@@ -458,20 +463,20 @@ class GPT(PlanModel):
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-                 r: int | None = None, use_cache: bool = True, kv_share: str = "none"):
-        """Sample max_new_tokens tokens. The KV caches (see new_caches) are rebuilt from the last block_size tokens
-        when the context fills, so with kv_share='none' the result equals recomputing (use_cache=False)."""
+                 r: int | None = None, use_cache: bool = True, kv_share: str = "none", exits=None):
+        """Sample max_new_tokens tokens. The KV caches (new_caches; exits.py's for per-token early exit) are rebuilt
+        from the last block_size tokens when the context fills: with kv_share='none' that equals use_cache=False."""
         if kv_share != "none" and not use_cache:
             raise ValueError(f"kv_share='{kv_share}' shares KV caches, so it needs use_cache=True")
         caches = None
         for _ in range(max_new_tokens):
             if caches is None or idx.size(1) > self.config.block_size:  # no cache yet, or the window slid
-                caches = self.new_caches(r, kv_share) if use_cache else None
+                caches = (self.new_caches(r, kv_share) if exits is None else exits.new_caches()) if use_cache else None
                 window = idx[:, -self.config.block_size:]
                 for chunk in window.split(1 if kv_share != "none" else window.size(1), dim=1):
                     logits, _ = self(chunk, r=r, caches=caches)
             else:
-                logits, _ = self(idx[:, -1:], r=r, caches=caches)
+                logits, _ = self(idx[:, -1:], r=r, caches=caches, exits=exits)
             logits = logits[:, -1, :] / max(temperature, 1e-8)
             if top_k is not None:
                 v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
