@@ -19,7 +19,7 @@ test: .venv/.installed
 	HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n 2 test_rins.py tests/test_*.py
 
 # the arena's model S on english_char: baseline and A^2B at 1e13 FLOPs, side by side (--jobs 2), then the
-# comparison, per-application diagnostics of both models and a sample; about 6-7 minutes on 2 CPU cores
+# comparison, per-application diagnostics of both models and a sample; about 3.5 minutes on 2 CPU cores
 DEMO := runs/demo
 demo: .venv/.installed
 	$(PY) prepare.py english_char
