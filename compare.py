@@ -366,6 +366,21 @@ def best_r_rows(sel, baseline, key, kind):
                      str(len(seeds))])
     return rows
 
+def depth_rows(sel, baseline, key, kind):
+    """The no-regret question (claims 5, 6): per variant that logged its loss at several inference depths
+    (eval_r) and budget, its loss at each depth minus the same-seed baseline's, paired by seed."""
+    rows = []
+    for (label, b), (_, rs) in sorted(sel.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
+        depths = set.intersection(*(set(r["final"].get(f"{key}_r", {})) for r in rs))
+        if label == baseline or (baseline, b) not in sel or len(depths) < 2:
+            continue
+        diffs = {d: paired_diff([dict(r, final={key: r["final"][f"{key}_r"][d]}) for r in rs], sel[baseline, b][1],
+                                key) for d in sorted(depths, key=int)}
+        rows.append([label, fmt_budget(b) if b else "-", kind, str(max(d["n"] for d in diffs.values()))]
+                    + ["; ".join(f"r={d}: " + (fmt_diff(x) if x["n"] > 1 else f"{x['mean']:+.4f}")  # seeds: column 4
+                                 for d, x in diffs.items())])
+    return rows
+
 def results_md(runs, metrics, baseline, key, kinds, fits, refused):
     """Verdicts first, then crossings, the paired differences, the fits and the lr grids; the run table last."""
     done = [r for r in runs if r["final"]]
@@ -373,14 +388,15 @@ def results_md(runs, metrics, baseline, key, kinds, fits, refused):
              f"baseline {baseline}; losses compared on the {key.split('_')[0]} split. Training wall time summed "
              f"over the finished runs: {sum(r['final'].get('elapsed_s', 0) for r in done) / 3600:.1f} h "
              "(of each run's last process, if it was resumed). Tables: verdicts, crossing budgets, the best r, "
-             "Δ per recipe, scaling fits, learning rates, then every run."]
+             "inference depth, Δ per recipe, scaling fits, learning rates, then every run."]
     if key == "val_loss":
         lines += ["", "Note: not every run logged a held-out test loss, so the comparisons below use val loss, "
                       "the split the learning rates were chosen on: an optimistic estimate for tuned variants."]
-    cross, verdicts, deltas, best_r = [], [], [], []
+    cross, verdicts, deltas, best_r, depth = [], [], [], [], []
     for kind in kinds:
         sel = recipe(done, baseline, kind)
         best_r += best_r_rows(sel, baseline, key, kind)
+        depth += depth_rows(sel, baseline, key, kind)
         deltas += [""] + diff_table(sel, baseline, key, kind)
         cross += crossing_rows(sel, baseline, key, kind, fits if kind == kinds[0] else None)
         for label in sorted({v for v, _ in sel} - {baseline}):
@@ -406,6 +422,11 @@ def results_md(runs, metrics, baseline, key, kinds, fits, refused):
         lines += ["", f"## Best r per budget (A^rB, the baseline as r = 1; mean {key.replace('_', ' ')} over the seeds "
                       "every depth ran)", ""]
         lines += md_table(["budget", "recipe", "best", f"{key.replace('_', ' ')} per r", "seeds"], best_r)
+    if depth:
+        lines += ["", f"## Inference depth against the baseline (final {key.replace('_', ' ')} at each eval_r minus "
+                      "the same-seed baseline's; below 0 at r = 1: ahead even without the extra rounds)", ""]
+        lines += md_table(["variant", "budget", "recipe", "paired seeds", "Δ per inference r, mean [95% t-interval]"],
+                          depth)
     lines += deltas
     boot = ", 95% residual-bootstrap CI" if any("c_ci" in fit for fit in fits.values()) else ""
     lines += ["", f"## Scaling fits: final {key.replace('_', ' ')} = β·(x/x0)^(-c) + ε "

@@ -389,3 +389,18 @@ def test_sizes_need_two_sweeps_with_a_baseline(tmp_path):
     write_run(tmp_path / "m", "rins", RINS, 1e9, 0, 2.0)
     with pytest.raises(SystemExit, match="no finished baseline run under"):
         compare.main(["--sizes", str(tmp_path / "s"), str(tmp_path / "m"), "--plots_dir", str(tmp_path / "out")])
+
+
+def test_inference_depth_rows_pair_every_eval_r_with_the_baseline(tmp_path):
+    """The no-regret table: a variant's loss at each logged inference depth minus the same-seed baseline's (the
+    fixture logs r = 1 at +0.5 and r + 1 at +0.1 over the trained depth); the baseline itself gets no row."""
+    for seed in (0, 1):
+        write_run(tmp_path, "base", BASE, 1e12, seed, 1.8 + 0.01 * seed)
+        write_run(tmp_path, "rins", RINS, 1e12, seed, 1.7 + 0.02 * seed)
+    rows = compare.depth_rows(analysis.recipe(load(tmp_path), "base", "shared"), "base", "test_loss", "shared")
+    assert [row[:4] for row in rows] == [["rins", "1e12", "shared", "2"]]
+    cells = dict(c.split(": ", 1) for c in rows[0][4].split("; "))
+    assert list(cells) == ["r=1", "r=2", "r=3"]
+    assert cells["r=1"].startswith("+0.4050 [") and cells["r=2"].startswith("-0.0950 [")
+    compare.main(["--out", str(tmp_path), "--no-run", "--n_boot", "0"])
+    assert "## Inference depth against the baseline" in (tmp_path / "results.md").read_text()
