@@ -204,31 +204,35 @@ def zero_crossings(lx, y):
 
 def crossing(budgets, mean, lo, hi):
     """Where the paired difference (variant - baseline) crosses 0, linear in log10 FLOPs between adjacent
-    budgets; the interval is where the lower and upper 95% curves cross 0 (+-inf: beyond the budgets tried).
-    Returns dict(at, lo, hi, text); at is None when the mean never crosses."""
+    budgets; the interval is where the lower and upper 95% curves cross 0, drawn through the budgets that have an
+    interval (>= 2 seeds; +-inf: beyond the first or last of those, nan: fewer than two have one).
+    Returns dict(at, lo, hi, first, text); at is None when the mean never crosses; first is the first budget
+    with an interval."""
     lx, mean, lo, hi = np.log10(budgets), np.asarray(mean, float), np.asarray(lo, float), np.asarray(hi, float)
     at, top = zero_crossings(lx, mean), fmt_budget(budgets[-1])
     if not at:
         text = f"ahead at every budget up to {top}" if mean[-1] < 0 else f"no crossing up to {top}"
-        return dict(at=None, lo=np.nan, hi=np.nan, text=text)
+        return dict(at=None, lo=np.nan, hi=np.nan, first=None, text=text)
     x = at[-1]  # the last crossing is the one that holds at larger budgets
+    seeded = ~(np.isnan(lo) | np.isnan(hi))  # a budget with one seed has no interval to draw through
+    first = float(np.asarray(budgets, float)[seeded][0]) if seeded.sum() > 1 else None
     ends = []
-    for curve in (lo, hi):
-        if np.isnan(curve).any():  # one seed somewhere: no curve to cross
+    for curve in (lo[seeded], hi[seeded]):
+        if first is None:
             ends.append(np.nan)
             continue
-        xs = zero_crossings(lx, curve)
+        xs = zero_crossings(lx[seeded], curve)
         if xs:
             ends.append(10 ** min(xs, key=lambda c: abs(c - x)))
         else:  # on one side everywhere: it crosses before the first budget if that is the side the mean ends on
             ends.append(0.0 if np.sign(curve[0]) == np.sign(mean[-1]) else np.inf)
     ends.sort()
     way = "gets ahead" if mean[-1] < 0 else "falls behind"
-    show = lambda v: ("?" if np.isnan(v) else f"< {fmt_budget(budgets[0])}" if v == 0 else
+    show = lambda v: ("?" if np.isnan(v) else f"< {fmt_budget(first)}" if v == 0 else
                       f"> {top}" if np.isinf(v) else fmt_budget(float(f"{v:.3g}")))
     text = f"{way} at {fmt_budget(float(f'{10 ** x:.3g}'))} FLOPs [95%: {show(ends[0])}, {show(ends[1])}]"
     text += f" ({len(at)} crossings, the last shown)" if len(at) > 1 else ""
-    return dict(at=10 ** x, lo=ends[0], hi=ends[1], text=text)
+    return dict(at=10 ** x, lo=ends[0], hi=ends[1], first=first, text=text)
 
 def fixed_train_gap(runs):
     """Mean final loss on the fixed training windows minus val loss (train.py's fixed_train_loss; < 0: the model

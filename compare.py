@@ -482,8 +482,8 @@ def size_crossing(pts):
     c, per = crossing(list(b), *zip(*[(x["mean"], x["lo"], x["hi"]) for x in d])), t[-1] / b[-1]
     if c["at"] is None:
         return [c["text"].replace(f"up to {fmt_budget(b[-1])}", f"up to {t[-1]:.3g}"), c["text"]]
-    show = lambda v: "?" if np.isnan(v) else f"< {t[0]:.3g}" if v == 0 else f"> {t[-1]:.3g}" if np.isinf(v) else (
-        f"{v * per:.3g}")
+    show = lambda v: ("?" if np.isnan(v) else f"< {c['first'] * per:.3g}" if v == 0 else
+                      f"> {t[-1]:.3g}" if np.isinf(v) else f"{v * per:.3g}")
     way = c["text"].split(" at ")[0]
     return [f"{way} at {c['at'] * per:.3g} [95%: {show(c['lo'])}, {show(c['hi'])}]", c["text"]]
 

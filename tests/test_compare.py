@@ -171,6 +171,13 @@ def test_crossing_budget_interpolates_in_log_flops():
     assert analysis.crossing(b, [0.1, 0.05, 0.01], [-1] * 3, [1] * 3)["text"] == "no crossing up to 1e14"
     assert analysis.crossing(b, [0.1, -0.05, 0.01], [np.nan] * 3, [np.nan] * 3)["text"].startswith(
         "falls behind at ")
+    # a one-seed budget has no interval: the curves run through the others, and "<" names the first of those
+    lo, hi = mean - 0.03, mean + 0.005
+    lo[0] = hi[0] = np.nan
+    c = analysis.crossing(b, mean, lo, hi)
+    assert c["first"] == 1e13 and c["lo"] == 0 and "[95%: < 1e13, " in c["text"]
+    assert c["hi"] == pytest.approx(10 ** 13.75)
+    assert "[95%: ?, ?]" in analysis.crossing(b, mean, [np.nan, np.nan, -1], [np.nan, np.nan, 1])["text"]
 
 
 def verdict_sweep(root, seeds, gain=0.05, budgets=(1e13, 2e13), **kw):
