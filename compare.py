@@ -514,7 +514,8 @@ def sizes_md(sizes, key):
     lines += md_table(["variant", "sweep", "budget", "baseline tokens/param", "paired seeds",
                        "Δ mean [95% t-interval]"], rows)
     lines += ["", "## Where each size's Δ crosses 0, in the baseline's tokens per parameter (linear in log budget; "
-                  "the interval is where the 95% curves cross, ? where a budget has one seed)", ""]
+                  "the interval is where the 95% curves through the budgets with >= 2 seeds cross; ? where fewer "
+                  "than two have them)", ""]
     lines += md_table(["variant", "sweep", "crossing (tokens/param)", "crossing (FLOPs)"], cross_rows)
     lines += ["", "## At equal FLOPs (budgets both sizes ran); smaller − larger < 0: the smaller model gains more", ""]
     lines += md_table(["variant", "budget"] + cols, flops_rows) if flops_rows else ["No budget in common."]
