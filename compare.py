@@ -555,6 +555,7 @@ def plot_gaps(series, title, path, slides=False):
         if far.any() and not far.all():
             ax.set_title(f"zoomed: {far.sum()} point(s) off this scale at the edge, with their value; "
                          "intervals may run off it", fontsize="small")
+    off = {id(ax): 0 for ax in axes}  # labels of off-scale points so far per panel: each next one a row lower
     for i, (label, st, pts) in enumerate(series):
         b, t, d = zip(*pts)
         nudge = 10 ** (0.012 * (i - (len(series) - 1) / 2))
@@ -568,8 +569,10 @@ def plot_gaps(series, title, path, slides=False):
                 if not lo <= m <= hi:  # off the zoomed scale: an arrow at the edge, and the value
                     edge = hi if m > hi else lo
                     ax.plot(xi, edge, ls="none", marker="^" if m > hi else "v", ms=10, color=st["color"], clip_on=False)
-                    ax.annotate(f"{m:+.3f}", (xi, edge), textcoords="offset points", xytext=(8, -14 if m > hi else 6),
-                                color=st["color"], fontsize="small")
+                    row = 12 * (off[id(ax)] % 3)
+                    off[id(ax)] += 1
+                    ax.annotate(f"{m:+.3f}", (xi, edge), textcoords="offset points",
+                                xytext=(8, -14 - row if m > hi else 6 + row), color=st["color"], fontsize="small")
     for ax, xl in zip(axes, xlabels):
         ax.axhline(0, color="black", lw=0.8)
         ax.set(xscale="log", xlabel=xl, ylabel="Δ loss vs baseline, same seed")
