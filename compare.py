@@ -19,8 +19,9 @@ Sweep and compare nanoRINS runs at matched training FLOPs.
                              curves extrapolated to 10x the largest x
      results.md              the tables, also printed: runs; lr per variant and budget; Δ vs baseline per
                              recipe; crossing budgets; verdicts; fits
-   --sizes DIR DIR...: one sweep dir per model size instead; sizes.md and sizes.png give each recursive
-   variant's paired gap to its baseline per size at equal FLOPs and at equal tokens per parameter.
+   --sizes DIR DIR...: one sweep dir per model size instead; sizes.md gives each recursive variant's paired
+   gap to its baseline per size at equal FLOPs and at equal tokens per parameter, sizes.png draws the variants
+   every size ran.
    A variant is the config file stem (the run dir's parent folder), renamed by --label stem=name; a run
    is keyed by (variant, budget, lr, seed), with lr the config's learning_rate. Only finished runs
    enter the final tables and fits. The lr of each (variant, budget) is chosen by mean final val loss
@@ -588,10 +589,11 @@ def plot_gaps(series, title, path, slides=False):
         save(fig, f"{path}_{name}.svg")
 
 def plot_sizes(sizes, path, slides=False):
-    """The variants that ran at two sizes or more; a marker and a line style per size."""
+    """The variants every size ran (the rest are in sizes.md: one figure stays readable); a marker and a line
+    style per size."""
     style = styles([dict(label=v, cfg=c) for s in sizes.values() for v, c in s["cfgs"].items()])
     shared = [v for v in sorted({v for s in sizes.values() for v in s["gaps"]})
-              if sum(v in s["gaps"] for s in sizes.values()) > 1]
+              if all(v in s["gaps"] for s in sizes.values())]
     series = [(f"{v}, {size_name(s, info)}", dict(style[v], marker=marker, ls=ls), info["gaps"][v])
               for (s, info), marker, ls in zip(sizes.items(), SIZE_MARKERS, SIZE_LINES)
               for v in shared if v in info["gaps"]]
