@@ -216,17 +216,13 @@ def crossing(budgets, mean, lo, hi):
     x = at[-1]  # the last crossing is the one that holds at larger budgets
     seeded = ~(np.isnan(lo) | np.isnan(hi))  # a budget with one seed has no interval to draw through
     first = float(np.asarray(budgets, float)[seeded][0]) if seeded.sum() > 1 else None
-    ends = []
-    for curve in (lo[seeded], hi[seeded]):
-        if first is None:
-            ends.append(np.nan)
-            continue
+    def end(curve):  # where one 95% curve crosses 0, nearest the mean's crossing
         xs = zero_crossings(lx[seeded], curve)
         if xs:
-            ends.append(10 ** min(xs, key=lambda c: abs(c - x)))
-        else:  # on one side everywhere: it crosses before the first budget if that is the side the mean ends on
-            ends.append(0.0 if np.sign(curve[0]) == np.sign(mean[-1]) else np.inf)
-    ends.sort()
+            return 10 ** min(xs, key=lambda c: abs(c - x))
+        # on one side everywhere: it crosses before the first budget if that is the side the mean ends on
+        return 0.0 if np.sign(curve[0]) == np.sign(mean[-1]) else np.inf
+    ends = [np.nan, np.nan] if first is None else sorted([end(lo[seeded]), end(hi[seeded])])
     way = "gets ahead" if mean[-1] < 0 else "falls behind"
     show = lambda v: ("?" if np.isnan(v) else f"< {fmt_budget(first)}" if v == 0 else
                       f"> {top}" if np.isinf(v) else fmt_budget(float(f"{v:.3g}")))

@@ -596,7 +596,7 @@ def plot_sizes(sizes, path, slides=False):
               if all(v in s["gaps"] for s in sizes.values())]
     series = [(f"{v}, {size_name(s, info)}", dict(style[v], marker=marker, ls=ls), info["gaps"][v])
               for (s, info), marker, ls in zip(sizes.items(), SIZE_MARKERS, SIZE_LINES)
-              for v in shared if v in info["gaps"]]
+              for v in shared]
     plot_gaps(series, "The recursive variants' gap to the baseline, per model size (shared recipe)", path, slides)
 
 def analyse(dirs, plots_dir, labels=None, baseline=None, n_boot=1000, seed=0, slides=False):

@@ -1,5 +1,5 @@
 """
-Depth at inference (PAPER.md §14): per-token early exit from the recursed unit, what it executes, and running a
+Depth at inference: per-token early exit from the recursed unit, what it executes, and running a
 model for more rounds than its adapters were trained for. GPT.forward and GPT.generate take an `Exits` as `exits`;
 run_plan hands it every round boundary and nothing else, so the plan is still walked in one place.
 
