@@ -202,14 +202,19 @@ def zero_crossings(lx, y):
     xs = [a + (b - a) * y0 / (y0 - y1) for a, b, y0, y1 in zip(lx, lx[1:], y, y[1:]) if y0 * y1 < 0]
     return sorted(xs + [a for a, y0 in zip(lx, y) if y0 == 0])
 
-def crossing(budgets, mean, lo, hi):
+def crossing(budgets, mean, lo, hi, per=None):
     """Where the paired difference (variant - baseline) crosses 0, linear in log10 FLOPs between adjacent
     budgets; the interval is where the lower and upper 95% curves cross 0, drawn through the budgets that have an
     interval (>= 2 seeds; +-inf: beyond the first or last of those, nan: fewer than two have one).
     Returns dict(at, lo, hi, first, text); at is None when the mean never crosses; first is the first budget
-    with an interval."""
+    with an interval. The text gives FLOPs, or FLOPs × per when per is given (tokens per parameter per FLOP)."""
+    if per is None:  # budgets as typed; a derived point to 3 digits
+        exact, approx, unit = fmt_budget, lambda v: fmt_budget(float(f"{v:.3g}")), " FLOPs"
+    else:
+        exact = approx = lambda v: f"{v * per:.3g}"
+        unit = ""
     lx, mean, lo, hi = np.log10(budgets), np.asarray(mean, float), np.asarray(lo, float), np.asarray(hi, float)
-    at, top = zero_crossings(lx, mean), fmt_budget(budgets[-1])
+    at, top = zero_crossings(lx, mean), exact(budgets[-1])
     if not at:
         text = f"ahead at every budget up to {top}" if mean[-1] < 0 else f"no crossing up to {top}"
         return dict(at=None, lo=np.nan, hi=np.nan, first=None, text=text)
@@ -224,9 +229,9 @@ def crossing(budgets, mean, lo, hi):
         return 0.0 if np.sign(curve[0]) == np.sign(mean[-1]) else np.inf
     ends = [np.nan, np.nan] if first is None else sorted([end(lo[seeded]), end(hi[seeded])])
     way = "gets ahead" if mean[-1] < 0 else "falls behind"
-    show = lambda v: ("?" if np.isnan(v) else f"< {fmt_budget(first)}" if v == 0 else
-                      f"> {top}" if np.isinf(v) else fmt_budget(float(f"{v:.3g}")))
-    text = f"{way} at {fmt_budget(float(f'{10 ** x:.3g}'))} FLOPs [95%: {show(ends[0])}, {show(ends[1])}]"
+    show = lambda v: ("?" if np.isnan(v) else f"< {exact(first)}" if v == 0 else
+                      f"> {top}" if np.isinf(v) else approx(v))
+    text = f"{way} at {approx(10 ** x)}{unit} [95%: {show(ends[0])}, {show(ends[1])}]"
     text += f" ({len(at)} crossings, the last shown)" if len(at) > 1 else ""
     return dict(at=10 ** x, lo=ends[0], hi=ends[1], first=first, text=text)
 

@@ -477,16 +477,11 @@ def size_name(sweep, info):
     return f"{sweep} ({info['n_params'] / 1e6:.2g}M params)"
 
 def size_crossing(pts):
-    """crossing() of one size's gaps, in the baseline's tokens per parameter too (proportional to FLOPs within a
-    size): [text in tokens/param, text in FLOPs]."""
+    """crossing() of one size's gaps in the baseline's tokens per parameter (proportional to FLOPs within a size)
+    and in FLOPs: [text in tokens/param, text in FLOPs]."""
     b, t, d = zip(*pts)
-    c, per = crossing(list(b), *zip(*[(x["mean"], x["lo"], x["hi"]) for x in d])), t[-1] / b[-1]
-    if c["at"] is None:
-        return [c["text"].replace(f"up to {fmt_budget(b[-1])}", f"up to {t[-1]:.3g}"), c["text"]]
-    show = lambda v: ("?" if np.isnan(v) else f"< {c['first'] * per:.3g}" if v == 0 else
-                      f"> {t[-1]:.3g}" if np.isinf(v) else f"{v * per:.3g}")
-    way = c["text"].split(" at ")[0]
-    return [f"{way} at {c['at'] * per:.3g} [95%: {show(c['lo'])}, {show(c['hi'])}]", c["text"]]
+    args = (list(b), *zip(*[(x["mean"], x["lo"], x["hi"]) for x in d]))
+    return [crossing(*args, per=t[-1] / b[-1])["text"], crossing(*args)["text"]]
 
 def sizes_md(sizes, key):
     rows, flops_rows, tok_rows = [], [], []

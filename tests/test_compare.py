@@ -178,6 +178,10 @@ def test_crossing_budget_interpolates_in_log_flops():
     assert c["first"] == 1e13 and c["lo"] == 0 and "[95%: < 1e13, " in c["text"]
     assert c["hi"] == pytest.approx(10 ** 13.75)
     assert "[95%: ?, ?]" in analysis.crossing(b, mean, [np.nan, np.nan, -1], [np.nan, np.nan, 1])["text"]
+    # per: the same crossing in another unit proportional to FLOPs (tokens per parameter), no "FLOPs" word
+    assert analysis.crossing(b, mean, mean - 0.03, mean + 0.005, per=1e-11)["text"].startswith(
+        "gets ahead at 316 [95%: < 10, 562]")
+    assert analysis.crossing(b, [0.1, 0.05, 0.01], [-1] * 3, [1] * 3, per=1e-11)["text"] == "no crossing up to 1e+03"
 
 
 def verdict_sweep(root, seeds, gain=0.05, budgets=(1e13, 2e13), **kw):
