@@ -92,7 +92,8 @@ def load_runs(dirs, labels):
         runs.append(dict(dir=d, label=labels.get(stem, stem), cfg=cfg, evals=log["evals"], final=log["done"],
                          budget=start.get("flop_budget") or cfg.get("flop_budget") or None, seed=cfg.get("seed"),
                          lr=cfg.get("learning_rate"), n_params=start.get("n_params"),
-                         train_tokens=start.get("train_tokens")))
+                         train_tokens=start.get("train_tokens"), floor=start.get("floor"),
+                         n_extra=start.get("n_extra_params") or 0, flops_per_token=start.get("flops_per_token")))
     return runs
 
 def has_adapter(cfg):
@@ -234,6 +235,12 @@ def crossing(budgets, mean, lo, hi, per=None):
     text = f"{way} at {approx(10 ** x)}{unit} [95%: {show(ends[0])}, {show(ends[1])}]"
     text += f" ({len(at)} crossings, the last shown)" if len(at) > 1 else ""
     return dict(at=10 ** x, lo=ends[0], hi=ends[1], first=first, text=text)
+
+def excess(run, key):
+    """Final loss minus the true process's loss on the same windows (a grammar's floor; train.py logs it per split),
+    or nan where the data has no known floor."""
+    split = key.split("_")[0]
+    return run["final"][key] - run["floor"][split] if (run.get("floor") or {}).get(split) is not None else np.nan
 
 def fixed_train_gap(runs):
     """Mean final loss on the fixed training windows minus val loss (train.py's fixed_train_loss; < 0: the model

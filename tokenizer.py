@@ -44,5 +44,9 @@ def load_tokenizer(meta):
         chars = meta["chars"]
         stoi = {c: i for i, c in enumerate(chars)}
         return (lambda s: [stoi[c] for c in s]), (lambda ids: "".join(chars[i] for i in ids))
+    if meta["tokenizer"] == "words":  # a grammar's tokens are whole words, written with spaces between
+        words = meta["words"]
+        wtoi = {w: i for i, w in enumerate(words)}
+        return (lambda s: [wtoi[w] for w in s.split()]), (lambda ids: " ".join(words[i] for i in ids))
     enc = gpt2_encoding()
     return (lambda s: enc.encode(s, allowed_special={"<|endoftext|>"})), enc.decode

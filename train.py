@@ -167,17 +167,43 @@ def to_device(*tensors):
     pin = device_type == "cuda"  # pinned host memory lets the copy overlap compute
     return tuple((t.pin_memory() if pin else t).to(device, non_blocking=pin) for t in tensors)
 
-def get_batch(split: str, generator: torch.Generator):
-    """A random batch: windows of text, or images with labels or captions. Every process draws the same global
-    batch and keeps its own slice, so N processes see exactly what one process with N times the batch would."""
-    n = len(tokens[split]) - block_size if task == "lm" else len(arrays[f"{split}_images"])
-    ix = torch.randint(n, (world_size * batch_size,), generator=generator)[rank * batch_size:(rank + 1) * batch_size]
+def window_starts(split: str, generator: torch.Generator) -> torch.Tensor:
+    """Where the windows of one global batch start: anywhere in the split, or at a chunk's start when the data
+    comes in chunks (a grammar: each chunk starts a sentence, so a window sees all the true process saw)."""
+    n = len(tokens[split]) // chunk if chunk else len(tokens[split]) - block_size
+    ix = torch.randint(n, (world_size * batch_size,), generator=generator)
+    return ix * chunk if chunk else ix
+
+def get_batch(split: str, generator: torch.Generator | None, ix: torch.Tensor | None = None):
+    """A random batch: windows of text (or the global batch's windows ix), or images with labels or captions. Every
+    process draws the same global batch and keeps its own slice, so N processes see exactly what one process with
+    N times the batch would."""
+    if task == "lm":
+        ix = window_starts(split, generator) if ix is None else ix
+    else:
+        ix = torch.randint(len(arrays[f"{split}_images"]), (world_size * batch_size,), generator=generator)
+    ix = ix[rank * batch_size:(rank + 1) * batch_size]
     if task != "lm":
         return to_device(*vision.get_batch(arrays, split, task, ix, generator))
     data = tokens[split]
     x = torch.from_numpy(np.stack([data[i:i + block_size] for i in ix.tolist()]).astype(np.int64))
     y = torch.from_numpy(np.stack([data[i + 1:i + 1 + block_size] for i in ix.tolist()]).astype(np.int64))
     return to_device(x, y)
+
+def fresh_batch(k: int):
+    """The k-th global training batch of chunked data: the next chunks of a seeded permutation, so no token is
+    trained on twice (the run's length was checked against the split's size) and a resume continues exactly."""
+    return get_batch("train", None, train_order[k * world_size * batch_size:(k + 1) * world_size * batch_size] * chunk)
+
+def floor(split: str) -> float | None:
+    """The true process's loss (a grammar's per-token -ln p) on exactly the windows evaluated: loss - floor is how
+    far a model is from perfect, with no sampling noise from the choice of windows."""
+    path = os.path.join(data_path, f"{split}_nll.bin")
+    if not os.path.isfile(path):
+        return None
+    nll, gen = np.memmap(path, dtype=np.float32, mode="r"), torch.Generator().manual_seed(EVAL_SEEDS[split])
+    starts = [i for _ in range(eval_iters) for i in window_starts(split, gen).tolist()]
+    return float(sum(nll[i + 1:i + 1 + block_size].sum(dtype=np.float64) for i in starts) / (len(starts) * block_size))
 
 try:
     with open(os.path.join(data_path, "meta.json")) as f:
@@ -186,25 +212,33 @@ except FileNotFoundError:
     fail(f"no prepared dataset at {data_path}; run: python prepare.py {dataset}")
 except json.JSONDecodeError as e:
     fail(f"{data_path}/meta.json is not valid JSON ({e.msg}); re-run: python prepare.py {dataset}")
-val_gen = torch.Generator().manual_seed(20250211)  # the same validation windows in every run and every eval
-test_batches, prompts = None, None
+EVAL_SEEDS = {"val": 20250211, "test": 20250212}  # the same windows in every run and every eval
+val_gen = torch.Generator().manual_seed(EVAL_SEEDS["val"])
+test_batches, prompts, chunk, floors = None, None, None, {}
 if task == "lm":
-    if not isinstance(meta, dict) or meta.get("tokenizer") not in ("char", "gpt2") or (
-            meta["tokenizer"] == "char" and not (type(meta.get("vocab_size")) is int and meta["vocab_size"] > 0)):
-        fail(f"{data_path}/meta.json needs tokenizer 'char' (with a positive int vocab_size) or 'gpt2'; "
+    if not isinstance(meta, dict) or meta.get("tokenizer") not in ("char", "words", "gpt2") or (
+            meta["tokenizer"] != "gpt2" and not (type(meta.get("vocab_size")) is int and meta["vocab_size"] > 0)):
+        fail(f"{data_path}/meta.json needs tokenizer 'char' or 'words' (with a positive int vocab_size) or 'gpt2'; "
              f"re-run: python prepare.py {dataset}")
-    vocab_size = meta["vocab_size"] if meta["tokenizer"] == "char" else 50304  # GPT-2's 50257 padded for fast matmuls
+    vocab_size = meta["vocab_size"] if meta["tokenizer"] != "gpt2" else 50304  # GPT-2's 50257 padded for fast matmuls
+    chunk = meta.get("chunk")  # a grammar: windows start at chunk starts, training chunks are never repeated
+    if chunk and block_size + 1 > chunk:
+        fail(f"block_size={block_size} needs windows of {block_size + 1} tokens, but {dataset} comes in chunks of "
+             f"{chunk}; use block_size <= {chunk - 1}, or prepare it with --chunk={block_size + 1}")
     data_args, tokens_per_example = {"vocab_size": vocab_size}, block_size  # what the model takes from the data
     # test.bin (english, english_char) is scored once, at the end; val alone guides choices such as the learning rate
     splits = ("train", "val", "test") if os.path.isfile(os.path.join(data_path, "test.bin")) else ("train", "val")
     tokens = {split: load_tokens(split) for split in splits}
     val_batches = [get_batch("val", val_gen) for _ in range(eval_iters)]
     if "test" in tokens:
-        test_gen = torch.Generator().manual_seed(20250212)  # its own stream: adding a test split moves no val window
+        test_gen = torch.Generator().manual_seed(EVAL_SEEDS["test"])  # its own stream: a test split moves no val window
         test_batches = [get_batch("test", test_gen) for _ in range(eval_iters)]
+    floors = {split: f for split in ("val", "test") if (f := floor(split)) is not None}
     # a fixed slice of the *training* split, scored at every eval: past one epoch, train - val on the same
     # windows each time tells memorising from learning (the running batch loss cannot: its windows change)
     fixed_train_batches = [get_batch("train", torch.Generator().manual_seed(20250213)) for _ in range(eval_iters)]
+    train_order = torch.randperm(len(tokens["train"]) // chunk, generator=torch.Generator().manual_seed(seed)) \
+        if chunk else None
 else:  # siglip draws fresh captions per batch
     try:
         arrays = vision.load(data_path, task, meta.get("classes"))
@@ -255,6 +289,11 @@ if flop_budget > 0:
     if max_iters < 1:
         fail(f"flop_budget={flop_budget:.3g} is less than one iteration ({flops_per_iter:.3g} FLOPs); raise it")
     # end of exercise 4
+needed = max_iters * gradient_accumulation_steps * world_size * batch_size  # training windows the run reads
+if chunk and needed > len(train_order):
+    fail(f"this run reads {needed:,} training chunks but {data_path}/train.bin holds {len(train_order):,}, so tokens "
+         f"would repeat; prepare more: python prepare.py {dataset} --train_tokens={needed * chunk} "
+         "(or lower the budget)")
 warmup = min(warmup_iters, max_iters // 10)  # a short run, whatever set its length, keeps 90% for the decay
 
 # --- optimizer, resume, compile ---
@@ -357,6 +396,9 @@ if master:
             ("tokens to see", f"{max_iters * tokens_per_iter:,}"),
             ("FLOP budget", f"{flop_budget:.4g} -> planned {planned:.4g} ({100 * (planned / flop_budget - 1):+.2f}%)"
              if flop_budget else "none (max_iters)")]
+    if floors:
+        rows.append(("floor", ", ".join(f"{k} {v:.4f}" for k, v in floors.items()) + " nats/token (the true process "
+                     "on the eval windows)"))
     if plan.sampled:
         rows.append(("training rounds", ", ".join(f"P({k})={p:.3f}" for k, p in plan.round_probs.items() if p > 5e-4)))
     print("\n".join(f"{k:>20}: {v}" for k, v in rows))
@@ -367,6 +409,7 @@ if master and not dry_run:
                   "flops_per_token": flops_per_token, "tokens_per_iter": tokens_per_iter, "max_iters": max_iters,
                   "flop_budget": flop_budget or None, "resumed_from": iter_num if init_from == "resume" else None,
                   "train_tokens": len(tokens["train"]) if task == "lm" else None}
+    start_line |= {"floor": floors} if floors else {}
     try:
         os.makedirs(out_dir, exist_ok=True)
         with open(log_path, "a") as f:
@@ -432,7 +475,8 @@ while True:
         break
     step_r = plan.sample_r(r_gen) if plan.sampled else None
     for micro_step in range(gradient_accumulation_steps):
-        x, y = get_batch("train", data_gen)
+        x, y = get_batch("train", data_gen) if chunk is None else fresh_batch(
+            iter_num * gradient_accumulation_steps + micro_step)
         if ddp:  # all-reduce gradients once, on the last micro-step
             model.require_backward_grad_sync = micro_step == gradient_accumulation_steps - 1
         with autocast:

@@ -334,7 +334,7 @@ def test_too_few_budgets_refuse_the_fit_in_results(tmp_path):
         for b in (1e12, 2e12, 4e12):
             for s in (0, 1):
                 write_run(tmp_path / "sweep", v, cfg, b, s, 3.0 + (b / 1e12) ** -0.3 + 0.01 * s)
-    compare.main(["--out", str(tmp_path / "sweep"), "--no-run", "--n_boot", "0"])
+    compare.main(["--out", str(tmp_path / "sweep"), "--no-run", "--n_boot", "1"])
     md = (tmp_path / "sweep" / "results.md").read_text()
     assert "- rins: no fit: 3 budget(s), a fit of 3 parameters needs >= 5" in md
     assert "| rins | flops |" not in md
@@ -413,5 +413,5 @@ def test_inference_depth_rows_pair_every_eval_r_with_the_baseline(tmp_path):
     cells = dict(c.split(": ", 1) for c in rows[0][4].split("; "))
     assert list(cells) == ["r=1", "r=2", "r=3"]
     assert cells["r=1"].startswith("+0.4050 [") and cells["r=2"].startswith("-0.0950 [")
-    compare.main(["--out", str(tmp_path), "--no-run", "--n_boot", "0"])
+    compare.main(["--out", str(tmp_path), "--no-run", "--n_boot", "1"])
     assert "## Inference depth against the baseline" in (tmp_path / "results.md").read_text()

@@ -27,7 +27,7 @@ def fake_trainer(tmp_path, monkeypatch):
 def test_sweep_skips_finished_and_resumes(tmp_path, fake_trainer, capsys):
     out = tmp_path / "sweep"
     argv = [str(tmp_path / "baseline_small.py"), "--budgets", "1e12,2.5e12", "--seeds", "0,1", "--out", str(out),
-            "--set", "batch_size=4", "--n_boot", "0"]
+            "--set", "batch_size=4", "--n_boot", "1"]
     # interrupted runs: with a checkpoint it resumes, without one it starts over
     write_log(sweep.run_dir(out, "baseline_small.py", 1e12, 1), [dict(event="start", config={})])
     open(os.path.join(sweep.run_dir(out, "baseline_small.py", 1e12, 1), "ckpt.pt"), "w").close()
@@ -72,7 +72,7 @@ def test_sweep_goes_on_after_a_failure(tmp_path, fake_trainer, capsys):
 def test_lrs_grid_passes_min_lr_through(tmp_path, fake_trainer, capsys):
     out = tmp_path / "sweep"
     compare.main([str(tmp_path / "baseline_small.py"), "--budgets", "1e12", "--lrs", "1e-3,2.5e-4", "--out", str(out),
-                  "--set", "min_lr=1e-5", "--n_boot", "0"])
+                  "--set", "min_lr=1e-5", "--n_boot", "1"])
     calls = fake_trainer()
     assert sorted(os.listdir(out / "baseline_small")) == ["b1e12_lr1e-3_s0", "b1e12_lr2.5e-4_s0"]
     for lr in ("0.001", "0.00025"):
@@ -120,7 +120,7 @@ def tiny(char_data, monkeypatch):
 def test_jobs_lrs_real_runs(tmp_path, tiny, capsys):
     out = tmp_path / "sweep"
     compare.main(["config/baseline_small.py", "config/rins_small.py", "--budgets", "1e8", "--lrs", "1e-3,4e-3",
-                  "--jobs", "2", "--out", str(out), "--n_boot", "0", *tiny])
+                  "--jobs", "2", "--out", str(out), "--n_boot", "1", *tiny])
     printed = capsys.readouterr().out
     assert "sweep: 4 runs (2 configs x 1 budgets x 2 lrs x 1 seeds), 0 finished, 4 to run" in printed
     assert "running 2 at once" in printed and "[4/4 done, 0 failed" in printed
@@ -135,7 +135,7 @@ def test_jobs_lrs_real_runs(tmp_path, tiny, capsys):
 def test_submitit_local_runs_then_skips(tmp_path, tiny, capsys):
     out = tmp_path / "sweep"
     argv = ["config/baseline_small.py", "--budgets", "1e8", "--seeds", "0,1", "--out", str(out), "--launcher", "local",
-            "--slurm_cpus", "1", "--slurm_gpus", "0", "--n_boot", "0", *tiny]
+            "--slurm_cpus", "1", "--slurm_gpus", "0", "--n_boot", "1", *tiny]
     compare.main(argv)
     jobs = os.listdir(out / "submitit")
     for s in (0, 1):
@@ -150,6 +150,6 @@ def test_submitit_local_runs_then_skips(tmp_path, tiny, capsys):
 def test_submitit_run_with_two_gpus_goes_through_torchrun(tmp_path, tiny):
     out = tmp_path / "sweep"
     compare.main(["config/rins_small.py", "--budgets", "1e8", "--out", str(out), "--launcher", "local",
-                  "--slurm_gpus", "2", "--slurm_cpus", "1", "--n_boot", "0", *tiny])
+                  "--slurm_gpus", "2", "--slurm_cpus", "1", "--n_boot", "1", *tiny])
     d = sweep.run_dir(out, "rins_small.py", 1e8, 0)
     assert sweep.finished(d) and "(float32, 2 processes)" in open(os.path.join(d, "train.out")).read()
