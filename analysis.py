@@ -109,6 +109,13 @@ def is_baseline(cfg):
     return (cfg.get("r", 1) == 1 and sig.isalpha() and len(set(sig)) == len(sig)
             and cfg.get("degree", 1) == 1 and not has_adapter(cfg))
 
+def plan_name(cfg):
+    """What a variant runs, as tables and legends name it: 'AB (baseline)', 'A^2B', or 'A^rB, binomial rounds (r=3),
+    adapters' when r is drawn. cfg: a config dict (vars(model.config) for a model)."""
+    sig, r = cfg.get("signature") or "AB", cfg.get("r", 1)
+    name = f"{sig}, {cfg['round_sampler']} rounds (r={r})" if sampled_rounds(cfg) else sig.replace("^r", f"^{r}")
+    return name + (", adapters" if has_adapter(cfg) else "") + (" (baseline)" if is_baseline(cfg) else "")
+
 def default_baseline(runs):
     """The first variant, by name, whose config is the plain stack; None if there is none."""
     return next((r["label"] for r in sorted(runs, key=lambda r: r["label"]) if is_baseline(r["cfg"])), None)

@@ -54,8 +54,8 @@ from matplotlib import ticker
 
 from analysis import (MIN_FIT_BUDGETS, best_lrs, by_config, crossing, default_baseline, excess, family, fit_power_law,
                       fixed_train_gap, fmt_diff, fmt_regime, gaps, grid_note, has_adapter, laws_cross, load_runs,
-                      logged_dirs, loss_key, mean_ci, over_run, paired_diff, power_law, recipe, regime, sampled_rounds,
-                      verdict)
+                      logged_dirs, loss_key, mean_ci, over_run, paired_diff, plan_name, power_law, recipe, regime,
+                      sampled_rounds, verdict)
 from sweep import fmt_budget, sweep
 
 # logged final metrics, in display order; *_acc are higher-is-better, and each may have a per-eval_r dict '<name>_r'
@@ -86,12 +86,6 @@ def styles(runs):
             out[label] = dict(color=plt.get_cmap(FAMILY_CMAP[fam])(shade), marker="^" if has_adapter(c) else "o",
                               hollow=sampled_rounds(c), ls="--" if sampled_rounds(c) else "-", plan=plan_name(c))
     return out
-
-def plan_name(cfg):
-    """What a legend says a variant runs: 'A^2B', or 'A^rB, binomial rounds (r=3), adapters' when r is drawn."""
-    sig, r = cfg.get("signature") or "AB", cfg.get("r", 1)
-    name = f"{sig}, {cfg['round_sampler']} rounds (r={r})" if sampled_rounds(cfg) else sig.replace("^r", f"^{r}")
-    return name + (", adapters" if has_adapter(cfg) else "")
 
 def marker_kw(st):
     return dict(color=st["color"], marker=st["marker"], mfc="none" if st["hollow"] else st["color"])

@@ -66,8 +66,9 @@ def test_a_student_copy_lints_imports_and_its_check_fails_every_exercise(tmp_pat
     copy = student_copy(tmp_path)
     ruff = run(os.path.join(os.path.dirname(sys.executable), "ruff"), "check", ".", cwd=copy)
     assert ruff.returncode == 0, ruff.stdout  # make test lints first, so it would stop here
-    imports = run(sys.executable, "-c", "import model, plan, diagnose, siglip, bench, compare, exercises, py_compile; "
-                  "[py_compile.compile(f, doraise=True) for f in ('train.py', 'sample.py', 'prepare.py')]", cwd=copy)
+    imports = run(sys.executable, "-c", "import model, plan, diagnose, siglip, bench, bench_inference, compare, "
+                  "exercises, py_compile; [py_compile.compile(f, doraise=True) for f in ('train.py', 'sample.py', "
+                  "'prepare.py')]", cwd=copy)
     assert imports.returncode == 0, imports.stderr  # the scripts compile (importing them would run them)
     plan = run("make", "--no-print-directory", "-n", "test", cwd=copy).stdout.splitlines()
     assert len(plan) == 2 and "ruff check" in plan[0] and "pytest" in plan[1], plan  # .venv linked: no rebuild

@@ -1,7 +1,7 @@
 """
 Per-token early exit (exits.py) on tiny CPU models: threshold 0 is the fixed max_r model bit for bit, a huge
 threshold is the earliest exit, token-by-token decoding equals the parallel evaluation under the same KV rule, the
-executed FLOPs equal FlopCounterMode's count, and sample.py / bench.py --depth / --exit end to end.
+executed FLOPs equal FlopCounterMode's count, and sample.py / bench_inference.py --depth / --exit end to end.
 
     OMP_NUM_THREADS=1 HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 python -m pytest tests/test_exits.py -v
 """
@@ -193,7 +193,7 @@ def test_bad_exits_are_one_line(kw, fragment):
 
 
 # -----------------------------------------------------------------------------
-# sample.py and bench.py end to end
+# sample.py and bench_inference.py end to end
 
 
 @pytest.fixture(scope="module")
@@ -240,12 +240,12 @@ def test_sample_bad_exit_input_is_one_line(runs, args, message):
 
 def test_bench_depth_and_exit_tables(runs, tmp_path):
     common = ["--split=test", "--windows=4", "--new_tokens=8", "--prompt=8", "--batch=3", "--repeats=1"]
-    p = cli("bench.py", "--depth", runs["rins"], runs["stoch"], runs["base"], *common,
+    p = cli("bench_inference.py", "--depth", runs["rins"], runs["stoch"], runs["base"], *common,
             f"--plot={tmp_path / 'depth.png'}")
     assert p.returncode == 0, p.stderr
     rows = [line for line in p.stdout.splitlines() if line.startswith(("| rins", "| stoch", "| base"))]
     assert len(rows) == 12 + 12 + 1 and "rounds 4+ without adapters" in p.stdout and (tmp_path / "depth.png").exists()
-    p = cli("bench.py", "--exit", runs["rins"], runs["base"], *common, "--thresholds_latent=[0.0,0.2]",
+    p = cli("bench_inference.py", "--exit", runs["rins"], runs["base"], *common, "--thresholds_latent=[0.0,0.2]",
             "--thresholds_kl=[0.0,1e-4]", f"--plot={tmp_path / 'exit.png'}")
     assert p.returncode == 0, p.stderr
     kinds = [line.split("|")[4].strip() for line in p.stdout.splitlines() if line.startswith("| rins | A^3B | 3 |")]

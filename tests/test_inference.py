@@ -1,5 +1,5 @@
 """
-Tests of inference as bench.py measures it: the teacher-forced loss through the KV caches, KV sharing, and the
+Tests of inference as bench_inference.py measures it: the teacher-forced loss through the KV caches, KV sharing, and the
 --kv and --generate modes run end to end on tiny models.
 
     OMP_NUM_THREADS=1 HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 python -m pytest tests/test_inference.py -v
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench import teacher_forced_loss
+from bench_inference import teacher_forced_loss
 from checkpoint import save_checkpoint
 from conftest import TINY, cli, tiny_gpt
 
@@ -74,7 +74,8 @@ def tiny_run(tmp_path_factory):
 
 
 def test_bench_kv_prints_the_table(tiny_run):
-    out = cli("bench.py", "--kv", str(tiny_run), "--eval_r=[1,2]", "--windows=2", "--new_tokens=8", "--repeats=1")
+    out = cli("bench_inference.py", "--kv", str(tiny_run), "--eval_r=[1,2]", "--windows=2", "--new_tokens=8",
+              "--repeats=1")
     assert out.returncode == 0, out.stderr
     rows = table(out.stdout)
     assert [(row["r"], row["kv_share"]) for row in rows] == [(r, s) for r in "12" for s in ("none", "first", "last")]
@@ -93,7 +94,7 @@ def test_bench_kv_prints_the_table(tiny_run):
 
 
 def test_bench_generate_prints_cache_against_recompute():
-    out = cli("bench.py", "--generate", "--n_layer=2", "--n_head=2", "--n_embd=16", "--block_size=16",
+    out = cli("bench_inference.py", "--generate", "--n_layer=2", "--n_head=2", "--n_embd=16", "--block_size=16",
               f"--vocab_size={V}", "--new_tokens=8", "--repeats=1")
     assert out.returncode == 0, out.stderr
     rows = table(out.stdout)
@@ -109,9 +110,9 @@ def test_bench_generate_prints_cache_against_recompute():
     (["--kv"], "--kv needs trained run directories"),
     (["--kv", "--generate"], "choose one mode"),
     (["--generate", "--block_size=16", "--new_tokens=17"], "new_tokens=17 exceeds"),
-    (["--generate", "--compile=True"], "compile=True applies to --train only"),
+    (["--generate", "--compile=True"], "compile=True applies to bench.py's training steps only"),
     (["--kv", "no_such_dir"], "'no_such_dir' is not a run directory"),
 ])
 def test_bad_input_is_one_line(argv, message):
-    out = cli("bench.py", *argv)
+    out = cli("bench_inference.py", *argv)
     assert out.returncode != 0 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
