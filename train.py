@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 import vision  # a module, so its constants never become config keys
 from checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from configurator import check, configure
-from model import GPT, Block, GPTConfig, ViT, ViTConfig
+from model import GPT, Block, GPTConfig, Plan, ViT, ViTConfig
 from siglip import SigLIP, SigLIPConfig
 
 # -----------------------------------------------------------------------------
@@ -121,6 +121,13 @@ if flop_budget > 0 and "max_iters" in overridden:  # the one rule between keys
                     "pass --flop_budget=0 to use max_iters")
 if problems:
     raise SystemExit("\n".join(problems))
+ModelConfig, Model = {"lm": (GPTConfig, GPT), "vit": (ViTConfig, ViT), "siglip": (SigLIPConfig, SigLIP)}[task]
+try:  # the model's own settings (a signature's grammar, layers it cuts evenly, heads) before any data is looked for
+    Plan(ModelConfig(**{f.name: config[f.name] for f in fields(ModelConfig) if f.name in config}))
+    if n_embd % n_head:
+        raise ValueError(f"n_embd={n_embd} must be divisible by n_head={n_head}")
+except ValueError as e:
+    raise SystemExit(f"train.py: {e}")
 
 # --- processes, device, precision ---
 ddp = int(os.environ.get("RANK", -1)) != -1
@@ -254,7 +261,6 @@ else:  # siglip draws fresh captions per batch
     prompts = vision.prompt_ids().to(device) if task == "siglip" else None  # (classes, held-out templates, T)
 
 # --- model ---
-ModelConfig, Model = {"lm": (GPTConfig, GPT), "vit": (ViTConfig, ViT), "siglip": (SigLIPConfig, SigLIP)}[task]
 model_args = {f.name: config[f.name] for f in fields(ModelConfig) if f.name in config} | data_args
 ckpt_path = os.path.join(out_dir, "ckpt.pt")
 resume_keys = ("optimizer", "flops", "best_val_loss", "rng")
