@@ -41,7 +41,7 @@ def test_sample_at_several_depths(rins_run):
 
 
 LM_CONFIGS = sorted(p for p in os.listdir(os.path.join(HERE, "config"))
-                    if p.endswith("_small.py") or p.startswith(("shakespeare", "class_")))
+                    if p.endswith("_small.py") or p.startswith(("shakespeare", "class_", "gpu_")))
 
 
 @pytest.mark.parametrize("path", LM_CONFIGS)
