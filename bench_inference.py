@@ -51,6 +51,7 @@ rounds). cache KB (--generate): bytes of the keys and values the caches hold at 
 """
 
 import fcntl
+import json
 import os
 import sys
 from contextlib import nullcontext
@@ -110,7 +111,7 @@ def bench_kv(args, overrides):
                 plan.check_r(r)
             except ValueError as e:
                 fail(f"{m.name}: {e}")
-        x, y, path = val_windows(m.data, run["windows"], T, env.device, run["split"])
+        x, y, path, _ = val_windows(m.data, run["windows"], T, env.device, run["split"])
         data_lines[path] = f"val loss on {run['windows']} evenly spaced windows x {T} tokens of {path}"
         for r in rs:
             with torch.no_grad(), env.autocast:
@@ -216,8 +217,11 @@ def bench_depth(args, overrides):
     rows, data_lines = [], {}
     for m in models:
         plan, T = m.model.plan, m.model.config.block_size
-        x, y, path = val_windows(m.data, run["windows"], T, env.device, run["split"])
+        x, y, path, extra = val_windows(m.data, run["windows"], T, env.device, run["split"])
         data_lines[path] = f"{run['split']} loss on {run['windows']} evenly spaced windows x {T} tokens of {path}"
+        m.floor = extra["nll"].mean().item() if extra else None
+        if extra:
+            data_lines[path] += f" (chunk starts; the true process's floor on them {m.floor:.4f})"
         for r in range(1, 4 * plan.r + 1) if plan.recursive else [None]:
             model = with_rounds(m.model, r) if r else m.model
             loss = token_losses(model, x, y, r, env, run["seed"])[0].mean().item()
@@ -226,15 +230,16 @@ def bench_depth(args, overrides):
     header(run, env, (None, None), list(data_lines.values()) + [
         "MFLOP/token: inference, flops_per_token(train=False, r) (full-square attention at block_size)",
         f"the latent noise and every window set are the same for every r (seed {run['seed']})"])
-    print(f"\n| model | plan | trained r | r | {run['split']} loss | vs trained r | MFLOP/token | note |\n"
-          + "|---" * 8 + "|")
+    print(f"\n| model | plan | trained r | r | {run['split']} loss | - floor | vs trained r | MFLOP/token | note |\n"
+          + "|---" * 9 + "|")
     for v in rows:
         plan, trained = v.m.model.plan, next(w for w in rows if w.m is v.m and w.r in (v.m.model.plan.r, None))
         best = min((w for w in rows if w.m is v.m), key=lambda w: w.loss)
         note = ", ".join(filter(None, ["trained" if v.r == plan.r else "", "best" if v is best else "",
                                        f"rounds {plan.max_r + 1}+ without adapters" if v.padded else ""]))
         print(f"| {v.m.name} | {v.m.plan_name} | {plan.r if plan.recursive else '-'} | {v.r or '-'} | "
-              f"{v.loss:.4f} | {v.loss - trained.loss:+.4f} | {v.flops / 1e6:.3f} | {note} |")
+              f"{v.loss:.4f} | {'' if v.m.floor is None else f'{v.loss - v.m.floor:.4f}'} | "
+              f"{v.loss - trained.loss:+.4f} | {v.flops / 1e6:.3f} | {note} |")
     if run["plot"]:
         plot_depth(rows, run)
 
@@ -278,9 +283,9 @@ def bench_exit(args, overrides):
     rows, timed, data_lines, seed, passes = [], [], {}, run["seed"], {}
     for m in models:
         T = m.model.config.block_size
-        x, y, path = val_windows(m.data, run["windows"], T, env.device, run["split"])
+        x, y, path, extra = val_windows(m.data, run["windows"], T, env.device, run["split"])
         data_lines[path] = f"{run['split']} loss on {run['windows']} evenly spaced windows x {T} tokens of {path}"
-        m.prompts = x[:, :run["prompt"]]
+        m.prompts, m.depth = x[:, :run["prompt"]], extra.get("depth")
         if m not in recursive:  # the compute-matched baseline: one point
             rows.append(SimpleNamespace(m=m, kind="baseline", setting="-", loss=token_losses(
                 m.model, x, y, None, env, seed)[0].mean().item(), rounds=None, flops=m.model.flops_per_token(False)))
@@ -329,8 +334,26 @@ def bench_exit(args, overrides):
         f"decoding: greedy, {run['prompt']}-token prompts from the split's windows, {run['new_tokens']} new tokens, "
         f"median of {run['repeats']} interleaved rounds"])
     exit_tables(rows, timed, run)
+    depth_rounds(rows)
     if run["plot"]:
         plot_exit(rows, run)
+
+
+def depth_rounds(rows):
+    """On a grammar: the mean rounds per nesting depth of the predicted token, for the oracles and, per test, the
+    exit setting that saves most within +0.01 nats of max_r (do deeper positions take more rounds?)."""
+    for m in [m for m in models_of(rows) if m.model.plan.recursive and m.depth is not None]:
+        full, depths = fixed_curve(rows, m)[1], m.depth.unique().tolist()
+        picked = [v for v in rows if v.m is m and v.kind.startswith("oracle")] + [
+            min(mine, key=lambda v: v.flops) for test in TESTS
+            if (mine := [v for v in rows if v.m is m and v.kind == f"exit {test}" and v.loss <= full.loss + 0.01])]
+        print(f"\n{m.name}: mean rounds by nesting depth of the predicted token (0: the '.' ending a sentence); "
+              "share of tokens in the last row\n\n| method | setting | loss | "
+              + " | ".join(map(str, depths)) + " |\n" + "|---" * (3 + len(depths)) + "|")
+        for v in picked:
+            print(f"| {v.kind} | {v.setting} | {v.loss:.4f} | "
+                  + " | ".join(f"{v.rounds[m.depth == k].double().mean():.2f}" for k in depths) + " |")
+        print("| share | | | " + " | ".join(f"{(m.depth == k).double().mean():.3f}" for k in depths) + " |")
 
 
 def time_decoding(timed, run, env):
@@ -564,16 +587,26 @@ def load_models(args, overrides, env, configs=True):
 
 
 def val_windows(data: dict, n: int, T: int, device, split: str = "val"):
-    """n evenly spaced windows (x, y) of T tokens of the checkpoint's data set's split (val.bin), and its path."""
-    path = os.path.join(data.get("data_dir", "data"), data["dataset"], f"{split}.bin")
+    """n evenly spaced windows (x, y) of T tokens of the checkpoint's data set's split (val.bin), its path, and for a
+    grammar (windows then start at evenly spaced chunk starts, where the true process's floor holds) the targets'
+    nesting depth and true -ln p as {'depth', 'nll'} (n, T) tensors; {} otherwise."""
+    root = os.path.join(data.get("data_dir", "data"), data["dataset"])
+    path = os.path.join(root, f"{split}.bin")
     if not os.path.isfile(path):
         fail(f"{path} is missing; run: python prepare.py {data['dataset']} (from the repository root)")
     tokens = np.memmap(path, dtype=np.uint16, mode="r")
     if len(tokens) <= T:
         fail(f"{path} has {len(tokens)} tokens, fewer than block_size + 1 = {T + 1}")
-    starts = np.linspace(0, len(tokens) - T - 1, n).astype(np.int64)
+    meta_path = os.path.join(root, "meta.json")
+    chunk = json.load(open(meta_path)).get("chunk") if os.path.isfile(meta_path) else None
+    starts = chunk * np.linspace(0, len(tokens) // chunk - 1, n).astype(np.int64) if chunk else \
+        np.linspace(0, len(tokens) - T - 1, n).astype(np.int64)
     x, y = (torch.from_numpy(np.stack([tokens[i + s:i + s + T] for i in starts]).astype(np.int64)) for s in (0, 1))
-    return x.to(device), y.to(device), path
+    extra = {k: torch.from_numpy(np.stack([arr[i + 1:i + 1 + T] for i in starts]).astype(dt))
+             for k, arr, dt in [(k, np.memmap(os.path.join(root, f"{split}_{k}.bin"), dtype=st, mode="r"), dt)
+                                for k, st, dt in (("depth", np.uint8, np.int64), ("nll", np.float32, np.float64))]
+             } if chunk else {}
+    return x.to(device), y.to(device), path, extra
 
 
 def check_inference(run, models):

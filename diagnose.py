@@ -11,10 +11,14 @@ the unit one round earlier (near 1: the extra round hardly changes anything). Pe
 the share of the gradient (one gradient of the mean loss; a shared block sums its applications').
 For a latent model (injection), it also asks whether the unit reads the state it carries from round to
 round: the loss when that state is replaced by zeros, noise or another sequence's state (state_use).
-Writes out_dir/diagnose_r<r>.png and out_dir/diagnose_r<r>.md and prints the tables.
+On a grammar (prepare.py grammar_*: windows start at chunk starts, as train.py draws them), it also splits the lens
+loss by the nesting depth of the predicted token, less the true process's -ln p of the same tokens (by_depth): how
+far from perfect each application is at each depth, so you see where in a sentence the extra rounds help.
+Writes out_dir/diagnose_r<r>.png (and _depth.png) and out_dir/diagnose_r<r>.md and prints the tables.
 """
 
 import argparse
+import json
 import os
 import sys
 
@@ -149,6 +153,56 @@ def state_table(u: dict) -> str:
                                   f"input part {u['input_rms']:.3f}"])
 
 
+@torch.no_grad()
+def by_depth(model: GPT, batches: list, depth: list, nll: list, r: int | None = None) -> dict:
+    """Per nesting depth of the predicted token (depth, nll: per batch, the targets' depth and true -ln p): its share
+    of the tokens, the floor (mean true -ln p) and each application's lens loss less that floor (the excess)."""
+    n_app, sums = len(applications(model, r)), {}
+    model.eval()
+    for (x, y), dep, ll in zip(batches, depth, nll):
+        states = streams(model, x, y, r)[0]
+        lens = torch.stack([F.cross_entropy(model.lm_head(model.transformer.ln_f(h)).flatten(0, 1), y.flatten(),
+                                            reduction="none") for h in states[1:]])  # (applications, tokens)
+        excess = lens.double() - torch.as_tensor(ll, dtype=torch.float64, device=lens.device).flatten()
+        dep = torch.as_tensor(dep, device=lens.device).flatten()
+        for k in dep.unique().tolist():
+            at = dep == k
+            s = sums.setdefault(k, [0, 0.0, np.zeros(n_app)])
+            s[0], s[1], s[2] = s[0] + int(at.sum()), s[1] + float(ll.flatten()[at.cpu().numpy()].sum()), \
+                s[2] + excess[:, at].sum(1).cpu().numpy()
+    ks = sorted(sums)
+    total = sum(sums[k][0] for k in ks)
+    return {"depths": ks, "share": [sums[k][0] / total for k in ks], "floor": [sums[k][1] / sums[k][0] for k in ks],
+            "excess": np.array([sums[k][2] / sums[k][0] for k in ks]), "apps": applications(model, r)}
+
+
+def depth_table(d: dict) -> str:
+    apps = d["apps"]
+    rows = ["| depth of the predicted token | share of tokens | floor | "
+            + " | ".join(f"excess after {t + 1} ({name})" for t, (_, name) in enumerate(apps)) + " |",
+            "|---:|---:|---:|" + "---:|" * len(apps)]
+    rows += [f"| {k} | {share:.3f} | {fl:.4f} | " + " | ".join(f"{e:+.4f}" for e in ex) + " |"
+             for k, share, fl, ex in zip(d["depths"], d["share"], d["floor"], d["excess"])]
+    mean = np.array(d["share"]) @ d["excess"]
+    return "\n".join(rows + ["| all | 1.000 | " + f"{np.array(d['share']) @ np.array(d['floor']):.4f} | "
+                             + " | ".join(f"{e:+.4f}" for e in mean) + " |"])
+
+
+def plot_depth(d: dict, title: str, path: str):
+    """Excess loss against nesting depth, one line per application (the model's own output in black)."""
+    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    for t, (i, name) in enumerate(d["apps"]):
+        last = t == len(d["apps"]) - 1
+        ax.plot(d["depths"], np.maximum(d["excess"][:, t], 1e-4), marker="o", ms=3, lw=2 if last else 1,
+                color="black" if last else colour(name), alpha=1 if last else 0.6, label=f"{t + 1}: {name} (b{i})")
+    ax.set(yscale="log", xlabel="nesting depth of the predicted token (0: the '.' that ends a sentence)",
+           ylabel="lens loss - floor (nats/token)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncols=2)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def tables(model: GPT, d: dict) -> str:
     fmt = lambda v: "-" if np.isnan(v) else f"{v:.4f}"
     rows = ["| application | block | round | lens loss | RMS norm | cos to previous application "
@@ -203,21 +257,30 @@ def plot(model: GPT, d: dict, r: int | None, title: str, path: str):
     fig.savefig(path, dpi=110)
 
 
-def val_batches(ckpt: dict, data_dir: str | None, n: int, batch_size: int | None) -> list:
-    """The first n of train.py's fixed validation batches (same generator seed, same window draw)."""
+def val_batches(ckpt: dict, data_dir: str | None, n: int, batch_size: int | None) -> tuple[list, dict]:
+    """The first n of train.py's fixed validation batches (same generator seed, same window draw: at chunk starts
+    for a grammar), and for a grammar the targets' nesting depth and true -ln p per batch (else {})."""
     cfg, block_size = ckpt["config"], ckpt["model_args"]["block_size"]
-    path = os.path.join(data_dir or cfg.get("data_dir", "data"), cfg["dataset"], "val.bin")
+    root = os.path.join(data_dir or cfg.get("data_dir", "data"), cfg["dataset"])
+    path = os.path.join(root, "val.bin")
     if not os.path.isfile(path):
         sys.exit(f"diagnose.py: {path} is missing; prepare the dataset ({cfg['dataset']}) or pass --data_dir")
     data = np.memmap(path, dtype=np.uint16, mode="r")
+    meta_path = os.path.join(root, "meta.json")
+    chunk = json.load(open(meta_path)).get("chunk") if os.path.isfile(meta_path) else None
+    extra = {k: np.memmap(os.path.join(root, f"val_{k}.bin"), dtype=dt, mode="r")
+             for k, dt in (("depth", np.uint8), ("nll", np.float32)) if chunk}
     gen, B = torch.Generator().manual_seed(20250211), batch_size or cfg["batch_size"]
-    batches = []
+    batches, per_batch = [], {k: [] for k in extra}
     for _ in range(n):
-        ix = torch.randint(len(data) - block_size, (B,), generator=gen).tolist()
+        ix = (torch.randint(len(data) // chunk, (B,), generator=gen) * chunk if chunk else
+              torch.randint(len(data) - block_size, (B,), generator=gen)).tolist()
         x = torch.from_numpy(np.stack([data[i:i + block_size] for i in ix]).astype(np.int64))
         y = torch.from_numpy(np.stack([data[i + 1:i + 1 + block_size] for i in ix]).astype(np.int64))
         batches.append((x, y))
-    return batches
+        for k, arr in extra.items():
+            per_batch[k].append(np.stack([arr[i + 1:i + 1 + block_size] for i in ix]))
+    return batches, per_batch
 
 
 def main(argv: list[str]):
@@ -247,8 +310,8 @@ def main(argv: list[str]):
     except ValueError as e:
         sys.exit(f"diagnose.py: {e}")
     model.to(args.device)
-    batches = [(x.to(args.device), y.to(args.device))
-               for x, y in val_batches(ckpt, args.data_dir, args.batches, args.batch_size)]
+    batches, grammar = val_batches(ckpt, args.data_dir, args.batches, args.batch_size)
+    batches = [(x.to(args.device), y.to(args.device)) for x, y in batches]
     d = diagnose(model, batches, args.r)
     r = args.r or model.config.r
     head = (f"{text}\n{len(batches)} val batches of {tuple(batches[0][0].shape)} tokens, "
@@ -256,8 +319,13 @@ def main(argv: list[str]):
     table = tables(model, d)
     if model.config.injection != "none":  # a latent model: does it use the state it carries?
         table += "\n\n" + state_table(state_use(model, batches, args.r))
-    print(head + "\n\n" + table)
     stem = os.path.join(args.out_dir, f"diagnose_r{r}")
+    if grammar:  # a grammar: where in a sentence each application stands against perfect
+        deep = by_depth(model, batches, grammar["depth"], grammar["nll"], args.r)
+        table += "\n\nExcess over the true process (lens loss - floor, nats/token) by nesting depth:\n\n" + \
+            depth_table(deep)
+        plot_depth(deep, head.splitlines()[0], stem + "_depth.png")
+    print(head + "\n\n" + table)
     with open(stem + ".md", "w") as f:
         f.write(f"# diagnose.py --out_dir={args.out_dir} --r={r} --batches={args.batches}\n\n{head}\n\n{table}\n")
     plot(model, d, args.r, head, stem + ".png")

@@ -87,6 +87,35 @@ def test_depths_and_the_tree(tiny):
     assert 1 < meta["grammar"]["expected_depth"] < TINY.depth_max
 
 
+def test_matching_slots_repeat_the_opening_word_and_the_floor_stays_exact():
+    """agree=1: in every derivation tree a word that follows a child subtree is the word its node opened with (read
+    off the tree, not the generator); the true automaton still scores each token exactly as generated; and agree=0
+    leaves the text of the table it shares byte for byte (the grammar_shallow/deep data stay valid)."""
+    g = Grammar(GrammarConfig(**(vars(TINY) | {"agree": 1.0})))
+    matched = 0
+
+    def check(node):
+        nonlocal matched
+        kids = node[1]
+        for before, kid in zip(kids, kids[1:]):
+            if before[1] and not kid[1]:  # a word right after a subtree: the node's first word opened it
+                assert kid[0] == kids[0][0], (node, kid)
+                matched += 1
+        for k in kids:
+            check(k)
+
+    for seed in range(20):
+        check(g.tree(f"m{seed}", max_tokens=40))
+    assert matched > 10
+    tok, nll, _ = g.chunks(60, 17, "m")
+    p = np.stack([g.predict(c) for c in tok])
+    assert np.allclose(-np.log(np.take_along_axis(p, tok[:, 1:, None].astype(int), 2)[..., 0]), nll[:, 1:],
+                       rtol=0, atol=1e-12)
+    assert (nll[:, 1:] == 0).mean() > (Grammar(TINY).chunks(60, 17, "m")[1][:, 1:] == 0).mean()
+    assert Grammar(GrammarConfig(**(vars(TINY) | {"agree": 0.0}))).chunks(5, 17, "m")[0].tobytes() == \
+        Grammar(TINY).chunks(5, 17, "m")[0].tobytes()
+
+
 @pytest.mark.parametrize("args, message", [
     (["--depth_max=0"], "depth_max=0: a sentence needs depth >= 1"),
     (["--branching=0.5"], "branching=0.5: a recursive rule has 1 or 2 children"),
@@ -94,6 +123,7 @@ def test_depths_and_the_tree(tiny):
     (["--depth_mean=9"], "depth_mean=9.0 cannot be reached with depth_max=4"),
     (["--train_tokens=100"], "--train_tokens=100 is less than one chunk (129 tokens)"),
     (["--entropy=x"], "bad --entropy=x; give a number"),
+    (["--agree=1.5"], "agree=1.5 is a probability: it must be in [0, 1]"),
 ])
 def test_impossible_knobs_are_one_line_before_any_file(tmp_path, args, message):
     proc = cli("prepare.py", "grammar", f"--data_dir={tmp_path}", *args)
@@ -132,3 +162,37 @@ def test_meta_records_grammar_floors_and_seed_rule(tiny):
     assert meta["grammar"]["config"] == vars(TINY) and len(meta["grammar"]["rules"]) == 12
     assert set(meta["floor"]) == {"train", "val", "test"} and "seed_rule" in meta
     assert json.loads(json.dumps(meta)) == meta
+
+
+def test_diagnose_and_depth_at_inference_read_the_grammar_by_nesting_depth(tiny, tmp_path):
+    """diagnose.py on a grammar model draws train.py's chunk-start windows and splits the lens loss by the nesting
+    depth of the predicted token: shares sum to 1, the floor of its 'all' row is the true -ln p of exactly those
+    targets, and the last application's excess is the model's loss less it. bench_inference.py --depth reports
+    loss - floor on evenly spaced chunk starts, and --exit the rounds per nesting depth."""
+    root, _ = tiny
+    out = tmp_path / "rins"
+    assert run(root, out, "--signature=A^rB", "--r=2", "--flop_budget=0", "--max_iters=20").returncode == 0
+    d = cli("diagnose.py", f"--out_dir={out}", "--batches=2", f"--data_dir={root}")
+    assert d.returncode == 0, d.stderr[-2000:]
+    loss = float(d.stdout.split(", loss ")[1].split()[0])
+    rows = [line.split("|")[1:-1] for line in d.stdout.splitlines() if line.startswith("| ") and len(line) > 3]
+    depth_rows = rows[rows.index(next(r for r in rows if "depth of the predicted token" in r[0])) + 1:]
+    shares = [float(r[1]) for r in depth_rows[:-1]]
+    assert abs(sum(shares) - 1) < 0.01 and all(int(r[0]) <= TINY.depth_max for r in depth_rows[:-1])
+    gen, nll = torch.Generator().manual_seed(20250211), split(root, "val_nll", np.float32).ravel()
+    starts = [i for _ in range(2) for i in (torch.randint(40, (4,), generator=gen) * 17).tolist()]
+    floor = np.mean([nll[i + 1:i + 17] for i in starts])
+    assert float(depth_rows[-1][2]) == pytest.approx(floor, abs=1e-4)
+    assert float(depth_rows[-1][-1]) == pytest.approx(loss - floor, abs=2e-4)
+    assert (out / "diagnose_r2_depth.png").stat().st_size > 0
+    b = cli("bench_inference.py", "--depth", out, "--windows=8", "--split=val", "--new_tokens=4")
+    assert b.returncode == 0, b.stderr[-2000:]
+    floor = np.mean([nll[i + 1:i + 17] for i in 17 * np.linspace(0, 39, 8).astype(int)])
+    assert f"floor on them {floor:.4f}" in b.stdout
+    for line in [x for x in b.stdout.splitlines() if "| A^2B |" in x]:
+        cells = line.split("|")
+        assert float(cells[6]) == pytest.approx(float(cells[5]) - floor, abs=2e-4)
+    e = cli("bench_inference.py", "--exit", out, "--windows=8", "--split=val", "--max_r=[3]", "--repeats=1",
+            "--new_tokens=4", "--prompt=2", "--batch=2")
+    assert e.returncode == 0, e.stderr[-2000:]
+    assert "mean rounds by nesting depth of the predicted token" in e.stdout and "| oracle |" in e.stdout
