@@ -10,9 +10,11 @@ true process is known while it is generated, and so is the Bayes-optimal loss (t
     python grammar.py --tree=out/tree.png                 # draw one derivation tree
 
 A rule is its announcer, then slots and children: `A3 -> A3 [noun] B kelo`, i.e. announce, draw a word of a class,
-expand a B, emit a fixed word. Recursive rules have one or two children; terminal rules none. Text is cut into
-chunks of `chunk` tokens that each start a new sentence (the last one cut off), so a model whose context starts at a
-chunk start sees everything the true automaton sees: the floor holds for it exactly.
+expand a B, emit a fixed word. Recursive rules have one or two children; terminal rules none. With agree > 0 a slot
+after a child may be `=`: the same word the rule opened with, so the word that closes a subtree names the one that
+opened it, however deep the subtree is (matching brackets; the true automaton still predicts it with certainty).
+Text is cut into chunks of `chunk` tokens that each start a new sentence (the last one cut off), so a model whose
+context starts at a chunk start sees everything the true automaton sees: the floor holds for it exactly.
 """
 import math
 import random
@@ -22,7 +24,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-END = 0  # token 0 ends every sentence
+END = 0  # token 0 ends every sentence but a chunk's first (see chunks)
 SYLLABLES = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]
 
 
@@ -35,6 +37,7 @@ class GrammarConfig:
     depth_mean: float = 2.0  # expected nesting depth of a token (the root's tokens have depth 1)
     depth_max: int = 4  # no recursive rule below this depth
     entropy: float = 0.7  # each choice among n options has entropy entropy * ln(n), in (0, 1]
+    agree: float = 0.0  # chance that a slot after a child repeats its rule's opening word (brackets that must match)
     seed: int = 0  # the rule table's seed (the text's seeds come from it and the split)
 
 
@@ -54,6 +57,8 @@ def check(c: GrammarConfig) -> list[str]:
                         f">= 2 words per class need vocab >= {1 + c.nonterminals * c.rules + 2 * c.nonterminals}")
     if not 0 < c.entropy <= 1:
         problems.append(f"entropy={c.entropy} must be in (0, 1]")
+    if not 0 <= c.agree <= 1:
+        problems.append(f"agree={c.agree} is a probability: it must be in [0, 1]")
     if not problems:
         lo, hi = depth_range(c)
         if not lo < c.depth_mean < hi:
@@ -108,6 +113,7 @@ class Grammar:
         if problems := check(config):
             raise ValueError("; ".join(problems))
         c, rng = config, random.Random(f"grammar-table-{config.seed}")
+        agree = random.Random(f"grammar-agree-{config.seed}")  # its own stream: agree=0 leaves the table as it was
         self.config, K, R = c, c.nonterminals, c.rules
         n_words = c.vocab - 1 - K * R
         self.words = list(range(1 + K * R, c.vocab))
@@ -125,6 +131,8 @@ class Grammar:
                 rhs = [("c", x)]  # a rule opens with a word of its own nonterminal's class
                 for _ in range(children):
                     rhs += [("n", rng.randrange(K)), slot()]  # a slot after each child: what the parser must recall
+                    if c.agree and agree.random() < c.agree:
+                        rhs[-1] = ("m", 0)
                 if not children:
                     rhs += [slot()] * (j % 2)  # terminal rules: one or two slots
                 rules.append((1 + x * R + j, rhs))
@@ -152,7 +160,7 @@ class Grammar:
         """What meta.json records: the config, the derived recursion probability and every rule with its odds."""
         c = self.config
         show = lambda item: {"w": lambda v: self.names[v], "c": lambda v: f"[{chr(97 + v)}]",
-                             "n": lambda v: chr(65 + v)}[item[0]](item[1])
+                             "n": lambda v: chr(65 + v), "m": lambda v: "="}[item[0]](item[1])
         return {"config": asdict(c), "recursion_probability": self.q,
                 "expected_depth": token_depths(c, self.q, self.t_rec, self.t_term)[0],
                 "expected_sentence_tokens": token_depths(c, self.q, self.t_rec, self.t_term)[1],
@@ -170,21 +178,36 @@ class Grammar:
         for i in range(n):
             t, ll, dd, stack = tok[i], nll[i], dep[i], []  # stack: (item, depth) still to emit, top last
             for k in range(length):
-                if not stack:  # a new sentence: '.' then A, at depth 1 (the first chunk token is A's announcer)
+                # a new sentence: A at depth 1, then the '.' that ends it (popped after A's subtree). The chunk's first
+                # sentence has no '.' after it: a quirk kept so the data behind the committed runs rebuilds byte
+                # for byte; predict() parses it the same way, so the floor is exact all the same
+                if not stack:
                     stack = [(("w", END), 0), (("n", 0), 1)] if k else [(("n", 0), 1)]
                 (kind, v), d = stack.pop()
                 if kind == "n":  # choose a rule: its announcer is the token, its right side goes on the stack
                     j = bisect(self.cum[v][d == cap], rng.random() * self.cum[v][d == cap][-1])
                     a, rhs = self.rules[v][j]
                     t[k], ll[k], dd[k] = a, -math.log(self.probs[v][d == cap][j]), d
-                    stack += [(item, d + 1 if item[0] == "n" else d) for item in reversed(rhs)]
-                elif kind == "c":
-                    j = bisect(self.class_cum(v), rng.random())
-                    t[k], ll[k], dd[k] = self.classes[v][min(j, len(self.classes[v]) - 1)], \
-                        -math.log(self.class_probs[v][min(j, len(self.classes[v]) - 1)]), d
-                else:  # a fixed word, or the '.' that ends a sentence: certain
-                    t[k], dd[k] = v, d
+                    stack += self.expand(rhs, d)
+                elif kind in ("c", "o"):  # a word of a class; an opener also tells its matching slots the word
+                    x = v[0] if kind == "o" else v
+                    j = min(bisect(self.class_cum(x), rng.random()), len(self.classes[x]) - 1)
+                    t[k], ll[k], dd[k] = self.classes[x][j], -math.log(self.class_probs[x][j]), d
+                    if kind == "o":
+                        v[1][0] = t[k]
+                else:  # a fixed word, a matching word, or the '.' that ends a sentence: certain
+                    t[k], dd[k] = v[0] if kind == "m" else v, d
         return tok, nll, dep
+
+    @staticmethod
+    def expand(rhs, d: int) -> list:
+        """A rule's right side as stack items (top last): children one level deeper; where the rule has matching
+        slots its opener becomes ('o', (class, cell)) and each match ('m', cell), sharing the cell the opener fills."""
+        if any(kind == "m" for kind, _ in rhs):
+            cell = [None]
+            rhs = [("o", (v, cell)) if kind == "c" and not i else ("m", cell) if kind == "m" else (kind, v)
+                   for i, (kind, v) in enumerate(rhs)]
+        return [(item, d + 1 if item[0] == "n" else d) for item in reversed(rhs)]
 
     def class_cum(self, k: int) -> list[float]:
         if not hasattr(self, "_class_cum"):
@@ -204,14 +227,17 @@ class Grammar:
                 if kind == "n":
                     for (a, _), p in zip(self.rules[v], self.probs[v][d == cap]):
                         out[k - 1, a] = p
-                elif kind == "c":
-                    out[k - 1, self.classes[v]] = self.class_probs[v]
+                elif kind in ("c", "o"):
+                    x = v[0] if kind == "o" else v
+                    out[k - 1, self.classes[x]] = self.class_probs[x]
                 else:
-                    out[k - 1, v] = 1.0
+                    out[k - 1, v[0] if kind == "m" else v] = 1.0
             (kind, v), d = stack.pop()
             if kind == "n":  # consume the announcer: its rule is known from the token alone
                 x, j = self.rule_of[int(token)]
-                stack += [(item, d + 1 if item[0] == "n" else d) for item in reversed(self.rules[x][j][1])]
+                stack += self.expand(self.rules[x][j][1], d)
+            elif kind == "o":  # the opener read from the text: what its matching slots will repeat
+                v[1][0] = int(token)
         return out
 
     def tree(self, seed: str = "tree", max_tokens: int = 60):
@@ -220,9 +246,10 @@ class Grammar:
         rng = random.Random(seed)
         for _ in range(1000):
             tok, _, dep = self.chunks(1, max_tokens + 1, str(rng.random()))
-            if END in tok[0]:
-                n = list(tok[0]).index(END)
-                return self.build(tok[0][:n], dep[0][:n])
+            t, d = tok[0], dep[0]
+            ends = [k for k in range(1, len(t)) if t[k] == END or (d[k] == 1 and t[k] in self.rule_of)]
+            if ends:  # the first sentence stops at a '.' or at the next sentence's announcer (depth 1)
+                return self.build(t[:ends[0]], d[:ends[0]])
         raise ValueError(f"no sentence of <= {max_tokens} tokens in 1000 tries")
 
     def build(self, tokens, depths):
@@ -273,7 +300,8 @@ def draw_tree(root, path):
 
     draw(root)
     ax.set_axis_off()
-    ax.set_title("one derivation: rules (boxes, by announcer) above the words they emit; row = nesting depth")
+    ax.set_title("one derivation: each rule (box, by its announcer)\nabove the words it emits; row = nesting depth",
+                 fontsize=9)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 

@@ -80,16 +80,18 @@ PLAY_OPTIONS = {
 }
 GRAMMAR_SIZES = {"train_tokens": 2 ** 19 * 129, "eval_tokens": 2 ** 13 * 129, "chunk": 129}  # 67.6M, 1.06M tokens
 GRAMMAR_PRESETS = {"grammar_shallow": dict(depth_max=3, depth_mean=1.6),
-                   "grammar_deep": dict(depth_max=12, depth_mean=6.0), "grammar": {}}
+                   "grammar_deep": dict(depth_max=12, depth_mean=6.0),
+                   "grammar_match": dict(depth_max=12, depth_mean=6.0, agree=1.0), "grammar": {}}
 GRAMMAR_OPTIONS = {"data_dir": DATA_DIR} | {
     k: f"--{k}=X  {why} (default {v})" for k, v, why in [
         ("vocab", 96, "tokens in all: '.', one announcer per rule, the rest words"),
         ("nonterminals", 4, "symbol types A, B, ...; A starts every sentence"),
         ("rules", 6, "rules per nonterminal, a multiple of 3: a third with one child, two, none"),
         ("branching", 1.2, "mean children of a recursive expansion, in [1, 2]"),
-        ("depth_mean", "1.6 / 6.0 / 2.0", "expected nesting depth of a token (shallow / deep / grammar)"),
-        ("depth_max", "3 / 12 / 4", "deepest nesting: no recursive rule below it"),
+        ("depth_mean", "1.6 / 6.0 / 6.0 / 2.0", "expected nesting depth of a token (shallow / deep / match / grammar)"),
+        ("depth_max", "3 / 12 / 12 / 4", "deepest nesting: no recursive rule below it"),
         ("entropy", 0.7, "each choice among n has entropy entropy * ln(n), in (0, 1]"),
+        ("agree", "0 / 0 / 1 / 0", "chance a slot after a child repeats its rule's opening word (as above, match 3rd)"),
         ("seed", 0, "seed of the rule table and the text"),
         ("train_tokens", f"{GRAMMAR_SIZES['train_tokens']:,}", "training tokens (no run may need more: none repeats)"),
         ("eval_tokens", f"{GRAMMAR_SIZES['eval_tokens']:,}", "tokens each of val and test"),
@@ -129,6 +131,10 @@ DATASETS = {  # name -> what it is, its size (measured: the table at the bottom)
         "options": GRAMMAR_OPTIONS},
     "grammar_deep": {
         "about": "the same language nested deeper: depth 6 on average, at most 12 (more than 4 layers)",
+        "size": ["as grammar_shallow"], "options": GRAMMAR_OPTIONS},
+    "grammar_match": {
+        "about": "grammar_deep whose subtrees close by repeating the word that opened them: matching brackets, "
+                 "so the word after a subtree depends on how deep it went",
         "size": ["as grammar_shallow"], "options": GRAMMAR_OPTIONS},
     "fineweb_edu": {
         "about": "FineWeb-Edu (sample-10BT) streamed from the Hugging Face hub as GPT-2 BPE: the GPU corpus",
@@ -549,3 +555,4 @@ if __name__ == "__main__":
 #                   train 67,633,152, val 1,056,768, test 1,056,768 tokens, vocab 96
 #                   floor (nats/token) train 1.3649, val 1.3654, test 1.3643
 # grammar_deep      the same sizes; floor train 1.4152, val 1.4171, test 1.4138                 24.8 s
+# grammar_match     the same sizes; floor train 1.1815, val 1.1822, test 1.1808 (2026-12-07)     33.5 s
