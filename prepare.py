@@ -91,7 +91,7 @@ GRAMMAR_OPTIONS = {"data_dir": DATA_DIR} | {
         ("depth_mean", "1.6 / 6.0 / 6.0 / 2.0", "expected nesting depth of a token (shallow / deep / match / grammar)"),
         ("depth_max", "3 / 12 / 12 / 4", "deepest nesting: no recursive rule below it"),
         ("entropy", 0.7, "each choice among n has entropy entropy * ln(n), in (0, 1]"),
-        ("agree", "0 / 0 / 1 / 0", "chance a slot after a child repeats its rule's opening word (as above, match 3rd)"),
+        ("agree", "0; grammar_match 1", "chance that a slot after a child repeats its rule's opening word"),
         ("seed", 0, "seed of the rule table and the text"),
         ("train_tokens", f"{GRAMMAR_SIZES['train_tokens']:,}", "training tokens (no run may need more: none repeats)"),
         ("eval_tokens", f"{GRAMMAR_SIZES['eval_tokens']:,}", "tokens each of val and test"),
