@@ -217,11 +217,14 @@ def floor(split: str) -> float | None:
     starts = [i for _ in range(eval_iters) for i in window_starts(split, gen).tolist()]
     return float(sum(nll[i + 1:i + 1 + block_size].sum(dtype=np.float64) for i in starts) / (len(starts) * block_size))
 
+BPE_DATASETS = ("english", "shakespeare", "fineweb_edu", "web")  # prepare.py writes these as GPT-2 BPE
 try:
     with open(os.path.join(data_path, "meta.json")) as f:
         meta = json.load(f)
 except FileNotFoundError:
-    fail(f"no prepared dataset at {data_path}; run: python prepare.py {dataset}")
+    if not (dry_run and task == "lm" and dataset in BPE_DATASETS):
+        fail(f"no prepared dataset at {data_path}; run: python prepare.py {dataset}")
+    meta = {"tokenizer": "gpt2", "unprepared": True}  # a dry run can plan a GPT-2 BPE run before the download
 except json.JSONDecodeError as e:
     fail(f"{data_path}/meta.json is not valid JSON ({e.msg}); re-run: python prepare.py {dataset}")
 EVAL_SEEDS = {"val": 20250211, "test": 20250212}  # the same windows in every run and every eval
@@ -238,19 +241,24 @@ if task == "lm":
         fail(f"block_size={block_size} needs windows of {block_size + 1} tokens, but {dataset} comes in chunks of "
              f"{chunk}; use block_size <= {chunk - 1}, or prepare it with --chunk={block_size + 1}")
     data_args, tokens_per_example = {"vocab_size": vocab_size}, block_size  # what the model takes from the data
-    # test.bin (english, english_char) is scored once, at the end; val alone guides choices such as the learning rate
-    splits = ("train", "val", "test") if os.path.isfile(os.path.join(data_path, "test.bin")) else ("train", "val")
-    tokens = {split: load_tokens(split) for split in splits}
-    val_batches = [get_batch("val", val_gen) for _ in range(eval_iters)]
-    if "test" in tokens:
-        test_gen = torch.Generator().manual_seed(EVAL_SEEDS["test"])  # its own stream: a test split moves no val window
-        test_batches = [get_batch("test", test_gen) for _ in range(eval_iters)]
-    floors = {split: f for split in ("val", "test") if (f := floor(split)) is not None}
-    # a fixed slice of the *training* split, scored at every eval: past one epoch, train - val on the same
-    # windows each time tells memorising from learning (the running batch loss cannot: its windows change)
-    fixed_train_batches = [get_batch("train", torch.Generator().manual_seed(20250213)) for _ in range(eval_iters)]
-    train_order = torch.randperm(len(tokens["train"]) // chunk, generator=torch.Generator().manual_seed(seed)) \
-        if chunk else None
+    if meta.get("unprepared"):  # dry run only: nothing to read, nothing to check against the data
+        print(f"{data_path} is not prepared yet: planning for GPT-2 BPE (vocab {vocab_size}); the run itself needs "
+              f"python prepare.py {dataset}")
+        tokens, train_order = {"train": []}, None
+    else:
+        # test.bin (english, english_char) is scored once, at the end; val alone guides choices such as the lr
+        splits = ("train", "val", "test") if os.path.isfile(os.path.join(data_path, "test.bin")) else ("train", "val")
+        tokens = {split: load_tokens(split) for split in splits}
+        val_batches = [get_batch("val", val_gen) for _ in range(eval_iters)]
+        if "test" in tokens:
+            test_gen = torch.Generator().manual_seed(EVAL_SEEDS["test"])  # its own stream: moves no val window
+            test_batches = [get_batch("test", test_gen) for _ in range(eval_iters)]
+        floors = {split: f for split in ("val", "test") if (f := floor(split)) is not None}
+        # a fixed slice of the *training* split, scored at every eval: past one epoch, train - val on the same
+        # windows each time tells memorising from learning (the running batch loss cannot: its windows change)
+        fixed_train_batches = [get_batch("train", torch.Generator().manual_seed(20250213)) for _ in range(eval_iters)]
+        train_order = torch.randperm(len(tokens["train"]) // chunk, generator=torch.Generator().manual_seed(seed)) \
+            if chunk else None
 else:  # siglip draws fresh captions per batch
     try:
         arrays = vision.load(data_path, task, meta.get("classes"))

@@ -95,3 +95,18 @@ def test_fixed_train_windows_and_the_warmup_cap(char_data, tmp_path):
     fixed = {rec["fixed_train_loss"] for rec in evals}
     assert len(evals) == 5 and len(fixed) == 1 and math.isfinite(fixed.pop())
     assert len({rec["train_loss"] for rec in evals[1:]}) > 1
+
+
+def test_a_gpu_dry_run_plans_before_the_data_is_prepared(tmp_path):
+    """On a fresh GPU machine, --dry_run=True plans a GPT-2 BPE config (iterations, tokens, predicted hours) before
+    the download; a real run, or a dataset whose vocabulary only its meta.json knows, still asks for prepare.py."""
+    dry = cli("train.py", "config/gpu_rins.py", "--flop_budget=1e18", "--dry_run=True", f"--data_dir={tmp_path}",
+              "--device=cpu")
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    assert "iterations: 1,636" in dry.stdout and "tokens to see: 857,735,168" in dry.stdout
+    assert "predicted time: 0.759 h on an H100" in dry.stdout and "not prepared yet" in dry.stdout
+    assert not list(tmp_path.iterdir())
+    for args in (["config/gpu_rins.py", "--flop_budget=1e18"], ["--dataset=english_char", "--dry_run=True"]):
+        proc = cli("train.py", *args, f"--data_dir={tmp_path}", "--device=cpu", f"--out_dir={tmp_path / 'out'}")
+        assert proc.returncode != 0 and "no prepared dataset" in proc.stderr and "run: python prepare.py" in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
