@@ -153,47 +153,53 @@ def state_table(u: dict) -> str:
                                   f"input part {u['input_rms']:.3f}"])
 
 
+KINDS = ("words the parse fixes (p = 1, '.' excluded)", "choices (p < 1)")
+
+
 @torch.no_grad()
 def by_depth(model: GPT, batches: list, depth: list, nll: list, r: int | None = None) -> dict:
-    """Per nesting depth of the predicted token (depth, nll: per batch, the targets' depth and true -ln p): its share
-    of the tokens, the floor (mean true -ln p) and each application's lens loss less that floor (the excess)."""
+    """Per nesting depth of the predicted token (depth, nll: per batch, the targets' depth and true -ln p), and per
+    kind (a word the parse fixes, such as a closing bracket, or a choice): its share of the tokens, the floor (mean
+    true -ln p) and each application's lens loss less that floor (the excess)."""
     n_app, sums = len(applications(model, r)), {}
     model.eval()
     for (x, y), dep, ll in zip(batches, depth, nll):
         states = streams(model, x, y, r)[0]
         lens = torch.stack([F.cross_entropy(model.lm_head(model.transformer.ln_f(h)).flatten(0, 1), y.flatten(),
-                                            reduction="none") for h in states[1:]])  # (applications, tokens)
-        excess = lens.double() - torch.as_tensor(ll, dtype=torch.float64, device=lens.device).flatten()
-        dep = torch.as_tensor(dep, device=lens.device).flatten()
-        for k in dep.unique().tolist():
-            at = dep == k
+                                            reduction="none") for h in states[1:]]).double().cpu()  # (apps, tokens)
+        ll, dep = torch.as_tensor(ll, dtype=torch.float64).flatten(), torch.as_tensor(dep).flatten()
+        groups = [(k, dep == k) for k in dep.unique().tolist()] + [(KINDS[0], (ll == 0) & (dep > 0)),
+                                                                   (KINDS[1], ll > 0)]
+        for k, at in groups:
             s = sums.setdefault(k, [0, 0.0, np.zeros(n_app)])
-            s[0], s[1], s[2] = s[0] + int(at.sum()), s[1] + float(ll.flatten()[at.cpu().numpy()].sum()), \
-                s[2] + excess[:, at].sum(1).cpu().numpy()
-    ks = sorted(sums)
-    total = sum(sums[k][0] for k in ks)
+            s[0], s[1] = s[0] + int(at.sum()), s[1] + float(ll[at].sum())
+            s[2] = s[2] + (lens[:, at] - ll[at]).sum(1).numpy()
+    ks = sorted(k for k in sums if isinstance(k, int)) + [k for k in KINDS if sums.get(k, [0])[0]]
+    total = sum(sums[k][0] for k in ks if isinstance(k, int))
     return {"depths": ks, "share": [sums[k][0] / total for k in ks], "floor": [sums[k][1] / sums[k][0] for k in ks],
             "excess": np.array([sums[k][2] / sums[k][0] for k in ks]), "apps": applications(model, r)}
 
 
 def depth_table(d: dict) -> str:
-    apps = d["apps"]
+    apps, depth = d["apps"], [isinstance(k, int) for k in d["depths"]]
     rows = ["| depth of the predicted token | share of tokens | floor | "
             + " | ".join(f"excess after {t + 1} ({name})" for t, (_, name) in enumerate(apps)) + " |",
             "|---:|---:|---:|" + "---:|" * len(apps)]
-    rows += [f"| {k} | {share:.3f} | {fl:.4f} | " + " | ".join(f"{e:+.4f}" for e in ex) + " |"
-             for k, share, fl, ex in zip(d["depths"], d["share"], d["floor"], d["excess"])]
-    mean = np.array(d["share"]) @ d["excess"]
-    return "\n".join(rows + ["| all | 1.000 | " + f"{np.array(d['share']) @ np.array(d['floor']):.4f} | "
-                             + " | ".join(f"{e:+.4f}" for e in mean) + " |"])
+    line = lambda k, share, fl, ex: f"| {k} | {share:.3f} | {fl:.4f} | " + " | ".join(f"{e:+.4f}" for e in ex) + " |"
+    rows += [line(*v) for v, is_depth in zip(zip(d["depths"], d["share"], d["floor"], d["excess"]), depth) if is_depth]
+    share = np.array(d["share"]) * depth
+    rows.append(line("all", 1.0, share @ np.array(d["floor"]), share @ d["excess"]))
+    return "\n".join(rows + [line(*v) for v, is_depth in zip(zip(d["depths"], d["share"], d["floor"], d["excess"]),
+                                                               depth) if not is_depth])
 
 
 def plot_depth(d: dict, title: str, path: str):
     """Excess loss against nesting depth, one line per application (the model's own output in black)."""
     fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    n = sum(isinstance(k, int) for k in d["depths"])  # the depth rows; the kinds follow them
     for t, (i, name) in enumerate(d["apps"]):
         last = t == len(d["apps"]) - 1
-        ax.plot(d["depths"], np.maximum(d["excess"][:, t], 1e-4), marker="o", ms=3, lw=2 if last else 1,
+        ax.plot(d["depths"][:n], np.maximum(d["excess"][:n, t], 1e-4), marker="o", ms=3, lw=2 if last else 1,
                 color="black" if last else colour(name), alpha=1 if last else 0.6, label=f"{t + 1}: {name} (b{i})")
     ax.set(yscale="log", xlabel="nesting depth of the predicted token (0: the '.' that ends a sentence)",
            ylabel="lens loss - floor (nats/token)", title=title)

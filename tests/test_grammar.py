@@ -176,9 +176,15 @@ def test_diagnose_and_depth_at_inference_read_the_grammar_by_nesting_depth(tiny,
     assert d.returncode == 0, d.stderr[-2000:]
     loss = float(d.stdout.split(", loss ")[1].split()[0])
     rows = [line.split("|")[1:-1] for line in d.stdout.splitlines() if line.startswith("| ") and len(line) > 3]
-    depth_rows = rows[rows.index(next(r for r in rows if "depth of the predicted token" in r[0])) + 1:]
+    table = rows[rows.index(next(r for r in rows if "depth of the predicted token" in r[0])) + 1:]
+    end = next(i for i, r in enumerate(table) if r[0].strip() == "all")
+    depth_rows, kinds = table[:end + 1], table[end + 1:]
     shares = [float(r[1]) for r in depth_rows[:-1]]
     assert abs(sum(shares) - 1) < 0.01 and all(int(r[0]) <= TINY.depth_max for r in depth_rows[:-1])
+    # the kinds (words the parse fixes, choices) and the '.' rows partition the tokens: their excess adds up to all's
+    parts = kinds + [r for r in depth_rows if r[0].strip() == "0"]  # '.' rows, where the windows hold one
+    assert len(kinds) == 2 and sum(float(r[1]) for r in parts) == pytest.approx(1, abs=0.01)
+    assert sum(float(r[1]) * float(r[-1]) for r in parts) == pytest.approx(float(depth_rows[-1][-1]), abs=2e-3)
     gen, nll = torch.Generator().manual_seed(20250211), split(root, "val_nll", np.float32).ravel()
     starts = [i for _ in range(2) for i in (torch.randint(40, (4,), generator=gen) * 17).tolist()]
     floor = np.mean([nll[i + 1:i + 17] for i in starts])
