@@ -8,6 +8,7 @@ bench_inference.py's; the helpers below the training step serve both.
     python bench.py config/baseline_small.py config/rins_small.py --n_layer=12 --n_embd=768 --block_size=1024
     python bench.py config/rins_stoch_small.py --compile=True      # 'new graphs' must be 0
     OMP_NUM_THREADS=1 python bench.py --timer=cpu                  # on a CPU machine others are using
+    python bench.py config/baseline_small.py config/rins_small.py --profile=12   # where a step's time goes
     python bench.py --help                                         # every key; train.py's keys apply too
 
 A step is train.py's (model(x, y, r=rounds) under autocast, backward, clip, AdamW, zero_grad) on a fixed batch of
@@ -54,9 +55,10 @@ steps = 5  # timed training steps per round
 warmup = 2  # untimed steps before timing (compiling happens here)
 repeats = 5  # rounds; every variant runs once per round, in rotated order
 timer = "wall"  # 'wall' or, on device cpu, 'cpu' (this process's CPU time)
+profile = 0  # > 0: after timing, torch.profiler over `steps` steps of each variant, its top `profile` ops by self time
 
 here = os.path.dirname(os.path.abspath(__file__))
-keys = lambda: defaults(__file__, steps=steps, warmup=warmup)  # a fresh dict of every key bench.py takes
+keys = lambda: defaults(__file__, steps=steps, warmup=warmup, profile=profile)  # every key bench.py takes, fresh
 SHAPE = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "batch_size", "bias", "dropout")  # one per table
 
 
@@ -93,6 +95,28 @@ def bench_train(files, overrides):
         f"MFU against {peak / 1e12:g} TFLOP/s, this device's dense bf16 peak in train.py's PEAK_BF16_FLOPS" if peak
         else f"MFU unknown: train.py's PEAK_BF16_FLOPS has no peak for this device in {env.dtype}"])
     train_table(variants, B * T, peak, run)
+    for v in variants if run["profile"] else []:
+        profile_table(v, lambda: [step(v, r) for r in v.seq], run["profile"], env)
+
+
+def profile_table(v, steps_fn, top: int, env):
+    """Where a variant's step spends its time: the ops with the most self time (device time on CUDA) under
+    torch.profiler, per step and as a share of all ops' self time. Measure this before optimising anything."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as profiler
+    cuda = env.device.startswith("cuda")
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profiler(activities=activities) as prof:
+        steps_fn()
+        if cuda:
+            torch.cuda.synchronize()
+    key = "self_device_time_total" if cuda else "self_cpu_time_total"
+    ops = sorted(prof.key_averages(), key=lambda e: getattr(e, key), reverse=True)
+    total, n = sum(getattr(e, key) for e in ops), len(v.seq)
+    print(f"\nprofile of {v.name} ({n} steps, self {'device' if cuda else 'CPU'} time):")
+    print(f"{'op':<56}{'calls/step':>11}{'ms/step':>10}{'share':>8}")
+    for e in ops[:top]:
+        print(f"{e.key[:55]:<56}{e.count / n:>11.1f}{getattr(e, key) / 1e3 / n:>10.3f}{getattr(e, key) / total:>8.1%}")
 
 
 def configs(files, overrides):

@@ -33,6 +33,22 @@ def test_bench_prints_time_per_flop_and_no_mfu_on_the_cpu():
     assert "# MFU unknown" in out.stdout and out.stdout.startswith("# python bench.py config/baseline_small.py")
 
 
+def test_profile_says_where_a_step_spends_its_time():
+    """--profile=N: per variant, torch.profiler's top N ops by self time per step, shares of one whole; A^2B of two
+    layers runs one application more than the baseline: 12 more matmuls a step (4 forward, 8 backward)."""
+    out = cli("bench.py", "config/baseline_small.py", "config/rins_small.py", "--n_layer=2", "--n_head=2",
+              "--n_embd=16", "--block_size=16", "--batch_size=2", "--vocab_size=11", "--steps=2", "--warmup=1",
+              "--repeats=1", "--profile=5")
+    assert out.returncode == 0, out.stderr
+    calls = {}
+    for name in ("baseline_small", "rins_small"):
+        block = out.stdout.split(f"profile of {name} (2 steps, self CPU time):")[1].strip().splitlines()[1:6]
+        rows = {line.split()[0]: [float(v.rstrip("%")) for v in line.split()[1:]] for line in block}
+        assert len(rows) == 5 and 0 < sum(r[2] for r in rows.values()) <= 100.01
+        calls[name] = rows["aten::mm"][0]
+    assert calls["rins_small"] - calls["baseline_small"] == 12
+
+
 def test_inference_modes_point_to_bench_inference():
     out = cli("bench.py", "--exit", "runs/x")
     assert out.returncode != 0 and out.stderr.strip() == \
