@@ -51,7 +51,6 @@ rounds). cache KB (--generate): bytes of the keys and values the caches hold at 
 """
 
 import fcntl
-import json
 import os
 import sys
 from contextlib import nullcontext
@@ -62,6 +61,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+import grammar
 from analysis import plan_name
 from bench import defaults, header, here, load, median_spread, peak_mb, setup, timed_rounds
 from checkpoint import load_checkpoint, load_model_state
@@ -597,15 +597,11 @@ def val_windows(data: dict, n: int, T: int, device, split: str = "val"):
     tokens = np.memmap(path, dtype=np.uint16, mode="r")
     if len(tokens) <= T:
         fail(f"{path} has {len(tokens)} tokens, fewer than block_size + 1 = {T + 1}")
-    meta_path = os.path.join(root, "meta.json")
-    chunk = json.load(open(meta_path)).get("chunk") if os.path.isfile(meta_path) else None
+    chunk = grammar.chunk_of(root)
     starts = chunk * np.linspace(0, len(tokens) // chunk - 1, n).astype(np.int64) if chunk else \
         np.linspace(0, len(tokens) - T - 1, n).astype(np.int64)
     x, y = (torch.from_numpy(np.stack([tokens[i + s:i + s + T] for i in starts]).astype(np.int64)) for s in (0, 1))
-    extra = {k: torch.from_numpy(np.stack([arr[i + 1:i + 1 + T] for i in starts]).astype(dt))
-             for k, arr, dt in [(k, np.memmap(os.path.join(root, f"{split}_{k}.bin"), dtype=st, mode="r"), dt)
-                                for k, st, dt in (("depth", np.uint8, np.int64), ("nll", np.float32, np.float64))]
-             } if chunk else {}
+    extra = {k: torch.from_numpy(a) for k, a in grammar.targets(root, split, starts, T).items()} if chunk else {}
     return x.to(device), y.to(device), path, extra
 
 

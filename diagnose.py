@@ -18,7 +18,6 @@ Writes out_dir/diagnose_r<r>.png (and _depth.png) and out_dir/diagnose_r<r>.md a
 """
 
 import argparse
-import json
 import os
 import sys
 
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+import grammar
 from checkpoint import load_checkpoint, load_model_state
 from model import GPT, GPTConfig
 from plan import applications, block_letters, colour, segments
@@ -272,20 +272,18 @@ def val_batches(ckpt: dict, data_dir: str | None, n: int, batch_size: int | None
     if not os.path.isfile(path):
         sys.exit(f"diagnose.py: {path} is missing; prepare the dataset ({cfg['dataset']}) or pass --data_dir")
     data = np.memmap(path, dtype=np.uint16, mode="r")
-    meta_path = os.path.join(root, "meta.json")
-    chunk = json.load(open(meta_path)).get("chunk") if os.path.isfile(meta_path) else None
-    extra = {k: np.memmap(os.path.join(root, f"val_{k}.bin"), dtype=dt, mode="r")
-             for k, dt in (("depth", np.uint8), ("nll", np.float32)) if chunk}
+    chunk = grammar.chunk_of(root)
     gen, B = torch.Generator().manual_seed(20250211), batch_size or cfg["batch_size"]
-    batches, per_batch = [], {k: [] for k in extra}
+    batches, per_batch = [], {"depth": [], "nll": []} if chunk else {}
     for _ in range(n):
         ix = (torch.randint(len(data) // chunk, (B,), generator=gen) * chunk if chunk else
               torch.randint(len(data) - block_size, (B,), generator=gen)).tolist()
         x = torch.from_numpy(np.stack([data[i:i + block_size] for i in ix]).astype(np.int64))
         y = torch.from_numpy(np.stack([data[i + 1:i + 1 + block_size] for i in ix]).astype(np.int64))
         batches.append((x, y))
-        for k, arr in extra.items():
-            per_batch[k].append(np.stack([arr[i + 1:i + 1 + block_size] for i in ix]))
+        if chunk:
+            for k, arr in grammar.targets(root, "val", ix, block_size).items():
+                per_batch[k].append(arr)
     return batches, per_batch
 
 

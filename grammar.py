@@ -16,7 +16,9 @@ opened it, however deep the subtree is (matching brackets; the true automaton st
 Text is cut into chunks of `chunk` tokens that each start a new sentence (the last one cut off), so a model whose
 context starts at a chunk start sees everything the true automaton sees: the floor holds for it exactly.
 """
+import json
 import math
+import os
 import random
 import sys
 from bisect import bisect
@@ -324,9 +326,7 @@ def write_dataset(out_dir, config: GrammarConfig, train_tokens: int, eval_tokens
     process) and {val,test}_depth.bin (uint8 nesting depth), meta.json with the grammar and the floors. Split s,
     shard i is drawn from the seed '<seed>-<s>-<i>': the same config gives the same bytes, and no two splits share
     a stream. Every file goes through a temp name, so an interrupted run leaves nothing that looks complete."""
-    import json
     import multiprocessing
-    import os
     from pathlib import Path
     out_dir, g = Path(out_dir), Grammar(config)
     n_train = -(-train_tokens // chunk)
@@ -361,6 +361,22 @@ def write_dataset(out_dir, config: GrammarConfig, train_tokens: int, eval_tokens
     os.replace(out_dir / "meta.json.tmp", out_dir / "meta.json")
     print(f"{out_dir}: " + ", ".join(f"{s} {counts[s]:,} tokens (floor {floors[s]:.4f} nats)" for s in floors))
     return meta
+
+
+def chunk_of(root) -> int | None:
+    """The chunk length of a prepared dataset at root (a grammar's windows start at chunk starts), None otherwise."""
+    path = os.path.join(root, "meta.json")
+    return json.load(open(path)).get("chunk") if os.path.isfile(path) else None
+
+
+def targets(root, split: str, starts, T: int) -> dict:
+    """For windows of T tokens starting at `starts` of a grammar's split: each target's nesting depth and its -ln p
+    under the true process, {'depth': int64, 'nll': float64} arrays of shape (len(starts), T)."""
+    out = {}
+    for k, stored, dtype in (("depth", np.uint8, np.int64), ("nll", np.float32, np.float64)):
+        arr = np.memmap(os.path.join(root, f"{split}_{k}.bin"), dtype=stored, mode="r")
+        out[k] = np.stack([arr[i + 1:i + 1 + T] for i in starts]).astype(dtype)
+    return out
 
 
 def main(argv):

@@ -218,13 +218,14 @@ def floor(split: str) -> float | None:
     return float(sum(nll[i + 1:i + 1 + block_size].sum(dtype=np.float64) for i in starts) / (len(starts) * block_size))
 
 BPE_DATASETS = ("english", "shakespeare", "fineweb_edu", "web")  # prepare.py writes these as GPT-2 BPE
+prepared = True
 try:
     with open(os.path.join(data_path, "meta.json")) as f:
         meta = json.load(f)
 except FileNotFoundError:
     if not (dry_run and task == "lm" and dataset in BPE_DATASETS):
         fail(f"no prepared dataset at {data_path}; run: python prepare.py {dataset}")
-    meta = {"tokenizer": "gpt2", "unprepared": True}  # a dry run can plan a GPT-2 BPE run before the download
+    meta, prepared = {"tokenizer": "gpt2"}, False  # a dry run can plan a GPT-2 BPE run before the download
 except json.JSONDecodeError as e:
     fail(f"{data_path}/meta.json is not valid JSON ({e.msg}); re-run: python prepare.py {dataset}")
 EVAL_SEEDS = {"val": 20250211, "test": 20250212}  # the same windows in every run and every eval
@@ -241,10 +242,9 @@ if task == "lm":
         fail(f"block_size={block_size} needs windows of {block_size + 1} tokens, but {dataset} comes in chunks of "
              f"{chunk}; use block_size <= {chunk - 1}, or prepare it with --chunk={block_size + 1}")
     data_args, tokens_per_example = {"vocab_size": vocab_size}, block_size  # what the model takes from the data
-    if meta.get("unprepared"):  # dry run only: nothing to read, nothing to check against the data
+    if not prepared:  # dry run only: nothing to read, nothing to check against the data
         print(f"{data_path} is not prepared yet: planning for GPT-2 BPE (vocab {vocab_size}); the run itself needs "
               f"python prepare.py {dataset}")
-        tokens, train_order = {"train": []}, None
     else:
         # test.bin (english, english_char) is scored once, at the end; val alone guides choices such as the lr
         splits = ("train", "val", "test") if os.path.isfile(os.path.join(data_path, "test.bin")) else ("train", "val")
