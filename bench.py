@@ -7,6 +7,7 @@ bench_inference.py's; the helpers below the training step serve both.
     python bench.py                                                # config/*_small.py
     python bench.py config/baseline_small.py config/rins_small.py --n_layer=12 --n_embd=768 --block_size=1024
     python bench.py config/rins_stoch_small.py --compile=True      # 'new graphs' must be 0
+    python bench.py config/baseline_small.py config/rins_small.py --compile=model   # the whole forward compiled
     OMP_NUM_THREADS=1 python bench.py --timer=cpu                  # on a CPU machine others are using
     python bench.py config/baseline_small.py config/rins_small.py --profile=12   # where a step's time goes
     python bench.py --help                                         # every key; train.py's keys apply too
@@ -19,8 +20,8 @@ ms/iter: median over rounds; time x: median of per-round ratios to the baseline;
 Sampled-round configs replay one draw of rounds (train.py's seed) every round and are charged its realised FLOPs.
 MFU: GFLOP/s (charged FLOPs per second) over the device's peak dense bf16 throughput in train.py's PEAK_BF16_FLOPS;
 '-' for a device not in that table or a run not in bfloat16 (the header says 'MFU unknown'). new graphs (--compile,
-per block as train.py): graphs compiled after warm-up; 0 = changing r recompiled nothing. TORCH_LOGS=recompiles
-prints the reason for any recompilation.
+per block or the whole model as train.py): graphs compiled after warm-up; 0 = changing r recompiled nothing.
+TORCH_LOGS=recompiles prints the reason for any recompilation.
 
 Memory. peak MB: one call's peak above what was held before it (activations, gradients, temporaries, caches;
 not weights or AdamW state). CUDA: max_memory_allocated; CPU (Linux): growth of the resident-set peak (VmHWM,
@@ -142,9 +143,8 @@ def variant(name, c, run, env):
     with redirect_stdout(io.StringIO()):  # drop the per-model parameter-group line
         opt = model.configure_optimizers(c["weight_decay"], c["learning_rate"], (c["beta1"], c["beta2"]),
                                          env.device_type)
-    if run["compile"]:
-        for block in model.transformer.h:  # as train.py: one graph serves every application of a block
-            block.compile(dynamic=False)
+    if run["compile"]:  # as train.py: per block, or the whole forward (compile='model')
+        model.compile_plan(whole=run["compile"] == "model")
     plan, rounds_gen = model.plan, torch.Generator().manual_seed(run["seed"] + 1_000_003)  # train.py's rounds stream
     seq = [plan.sample_r(rounds_gen) if plan.sampled else None for _ in range(run["steps"])]
     return SimpleNamespace(name=name, model=model, opt=opt, seq=seq, new_graphs=0,
@@ -244,6 +244,8 @@ def setup(run):
         dtype = "bfloat16" if device_type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
     if run["compile"] == "auto":  # as train.py: on for CUDA only
         run["compile"] = device_type == "cuda"
+    if run["compile"] not in (True, False, "model"):
+        sys.exit(f"{prog(run)}: compile={run['compile']!r} is not allowed; need one of auto, True, False, model")
     if run["timer"] not in ("wall", "cpu") or (run["timer"] == "cpu" and device_type != "cpu"):
         sys.exit(f"{prog(run)}: timer='{run['timer']}' must be 'wall', or 'cpu' on device cpu")
     autocast = nullcontext() if dtype == "float32" else \

@@ -367,6 +367,20 @@ class PlanModel(nn.Module):  # a model with `plan` (a Plan) and `extras` (its Ro
         groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
         return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=device_type == "cuda")  # one kernel
 
+    def compile_plan(self, whole: bool, eval_r: int = 1) -> None:
+        """torch.compile, for CUDA. Each block alone (compile=True): one graph serves every application, so a new r
+        compiles nothing. whole (compile='model'): dynamo unrolls the plan's loop for the r of a call into one graph,
+        fusing across blocks and into the head; each r and mode (train, eval) compiles its own, so dynamo's limit of
+        8 per function is raised to all of them. Latent recurrence's first state reads its std on the host (.item()),
+        which cuts that graph in two."""
+        if not whole:
+            for block in [m for m in self.modules() if isinstance(m, Block)]:
+                block.compile(dynamic=False)
+            return
+        limit = torch._dynamo.config.recompile_limit
+        torch._dynamo.config.recompile_limit = max(limit, 2 * max(self.plan.max_r, eval_r))
+        self.compile(dynamic=False)
+
     def blocks_flops(self, blocks: nn.ModuleList, seq_len: int, train: bool, r: int | None) -> float:
         return self.plan.flops(linear_weights(blocks[0]), self.config.n_embd, seq_len, train, r, *self.extras.matmuls())
 

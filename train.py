@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 import vision  # a module, so its constants never become config keys
 from checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from configurator import check, configure
-from model import GPT, Block, GPTConfig, Plan, ViT, ViTConfig
+from model import GPT, GPTConfig, Plan, ViT, ViTConfig
 from siglip import SigLIP, SigLIPConfig
 
 # -----------------------------------------------------------------------------
@@ -83,7 +83,7 @@ grad_clip = 1.0  # clip the global gradient norm to this (0 = no clipping)
 # --- system ---
 device = "auto"  # 'auto' picks cuda, then mps, then cpu; or cpu, cuda, cuda:N, mps
 dtype = "auto"  # 'auto': bfloat16 autocast on GPUs that support it, else float32; or float16 (with loss scaling)
-compile = "auto"  # torch.compile each block: 'auto' = on for CUDA, off on CPU/MPS (no gain there, slow to start)
+compile = "auto"  # torch.compile: True each block, 'model' the whole forward; 'auto' = on for CUDA (True), else off
 seed = 1337  # seeds weights, data order and sampled rounds: equal seeds give equal runs
 # -----------------------------------------------------------------------------
 _config_keys = [k for k, v in globals().items() if not k.startswith("_") and isinstance(v, (int, float, str, list))]
@@ -112,7 +112,7 @@ CHECKS = {  # key: (">=", min) | ("[)", (lo, hi)): lo <= value < hi | ("in", cho
     "min_lr": (">=", 0), "warmup_iters": (">=", 0), "max_iters": (">=", 1), "flop_budget": (">=", 0),
     "weight_decay": (">=", 0), "beta1": ("[)", (0, 1)), "beta2": ("[)", (0, 1)), "grad_clip": (">=", 0),
     "device": ("re", (r"auto|cpu|mps|cuda(:\d+)?", "one of auto, cpu, cuda, cuda:N, mps")),
-    "dtype": ("in", ("auto", "float32", "bfloat16", "float16")), "compile": ("in", ("auto", True, False)),
+    "dtype": ("in", ("auto", "float32", "bfloat16", "float16")), "compile": ("in", ("auto", True, False, "model")),
     "seed": (">=", 0),
 }
 problems = check(config, CHECKS, "train.py")  # one line per key, in this (the defaults') order
@@ -332,9 +332,8 @@ ckpt = None  # free the copy of the weights
 raw_model = model
 if compile:
     if master:
-        print("compiling each block (takes a minute)...")
-    for block in [m for m in model.modules() if isinstance(m, Block)]:  # per block: a new r never recompiles
-        block.compile(dynamic=False)
+        print(f"compiling {'the whole model' if compile == 'model' else 'each block'} (takes a minute)...")
+    model.compile_plan(whole=compile == "model", eval_r=max(eval_r))
 if ddp:
     model = DDP(model, device_ids=[int(os.environ["LOCAL_RANK"])] if device_type == "cuda" else None)
 
