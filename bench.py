@@ -48,7 +48,7 @@ from types import SimpleNamespace
 
 import torch
 
-from configurator import configure
+from configurator import check, configure
 from model import GPT, GPTConfig
 
 # --- benchmark --- (the keys under 'other' are train.py's: python train.py --help explains them)
@@ -234,8 +234,14 @@ def prog(cfg) -> str:
     return os.path.basename(cfg["__file__"])
 
 
-def setup(run):
-    """Device, dtype, autocast, clock and sync from the run-wide settings."""
+def setup(run, compiles: bool = True):
+    """Device, dtype, autocast, clock and sync from the run-wide settings; compile checked by train.py's own rule,
+    and resolved ('auto': as train.py) only where the benchmark compiles (`compiles`; inference runs eagerly)."""
+    if problems := check({"compile": run["compile"]}, {"compile": train_literal("CHECKS")["compile"]}, prog(run)):
+        sys.exit(problems[0])
+    if not compiles and run["compile"] not in ("auto", False):
+        sys.exit(f"{prog(run)}: compile={run['compile']} applies to bench.py's training steps only; inference runs "
+                 "eagerly")
     device, dtype = run["device"], run["dtype"]
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
@@ -243,9 +249,7 @@ def setup(run):
     if dtype == "auto":
         dtype = "bfloat16" if device_type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
     if run["compile"] == "auto":  # as train.py: on for CUDA only
-        run["compile"] = device_type == "cuda"
-    if run["compile"] not in (True, False, "model"):
-        sys.exit(f"{prog(run)}: compile={run['compile']!r} is not allowed; need one of auto, True, False, model")
+        run["compile"] = compiles and device_type == "cuda"
     if run["timer"] not in ("wall", "cpu") or (run["timer"] == "cpu" and device_type != "cpu"):
         sys.exit(f"{prog(run)}: timer='{run['timer']}' must be 'wall', or 'cpu' on device cpu")
     autocast = nullcontext() if dtype == "float32" else \

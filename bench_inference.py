@@ -99,7 +99,7 @@ def bench_kv(args, overrides):
     runs = args + ([run["out_dir"]] if "out_dir" in given else [])
     if not runs:
         fail("--kv needs trained run directories holding ckpt.pt (bare arguments or --out_dir=DIR)")
-    env = setup(run)
+    env = setup(run, compiles=False)
     models = load_models(runs, overrides, env, configs=False)
     check_inference(run, models)
     rows, data_lines = [], {}
@@ -155,7 +155,7 @@ def bench_kv(args, overrides):
 
 def bench_generate(args, overrides):
     run = load(keys(), None, overrides)
-    env = setup(run)
+    env = setup(run, compiles=False)
     models = load_models(args or [os.path.join(here, f"config/arena_{n}.py") for n in ("baseline", "rins")],
                          overrides, env)
     check_inference(run, models)
@@ -545,7 +545,7 @@ def exit_losses(model: GPT, x, y, env, seed: int, test: str, threshold: float = 
 
 def inference_setup(args, overrides, need):
     run = load(keys(), None, overrides)
-    env = setup(run)
+    env = setup(run, compiles=False)
     if not args:
         fail(f"{need} needs trained run directories holding ckpt.pt (bare arguments)")
     models = load_models(args, overrides, env, configs=False)
@@ -606,9 +606,6 @@ def val_windows(data: dict, n: int, T: int, device, split: str = "val"):
 
 
 def check_inference(run, models):
-    if run["compile"] is True:
-        fail("compile=True applies to bench.py's training steps only; inference runs eagerly")
-    run["compile"] = False
     for key in ("repeats", "windows", "new_tokens"):
         if type(run[key]) is not int or run[key] < 1:
             fail(f"{key}={run[key]!r} is not allowed; need a whole number >= 1")

@@ -92,6 +92,15 @@ def test_bench_compile_takes_auto_true_false_or_model():
         "bench.py: compile='fast' is not allowed; need one of auto, True, False, model"]
 
 
+@pytest.mark.parametrize("compiles", [True, False])
+def test_compile_auto_is_on_for_cuda_only_where_the_benchmark_compiles(compiles):
+    """'auto' on a CUDA device: bench.py compiles, as train.py does; the inference benchmarks run eagerly, so
+    there 'auto' is off rather than an error (setup only reads the device name: no GPU is needed)."""
+    run = bench.load(bench.keys(), None, ["--device=cuda", "--dtype=float32"])
+    bench.setup(run, compiles=compiles)
+    assert run["compile"] is compiles
+
+
 def test_inference_modes_point_to_bench_inference():
     out = cli("bench.py", "--exit", "runs/x")
     assert out.returncode != 0 and out.stderr.strip() == \

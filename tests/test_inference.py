@@ -111,6 +111,8 @@ def test_bench_generate_prints_cache_against_recompute():
     (["--kv", "--generate"], "choose one mode"),
     (["--generate", "--block_size=16", "--new_tokens=17"], "new_tokens=17 exceeds"),
     (["--generate", "--compile=True"], "compile=True applies to bench.py's training steps only"),
+    (["--generate", "--compile=model"], "compile=model applies to bench.py's training steps only"),
+    (["--generate", "--compile=fast"], "compile='fast' is not allowed; need one of auto, True, False, model"),
     (["--kv", "no_such_dir"], "'no_such_dir' is not a run directory"),
 ])
 def test_bad_input_is_one_line(argv, message):
