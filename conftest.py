@@ -13,6 +13,7 @@ import io
 import json
 import locale
 import multiprocessing
+import multiprocessing.connection
 import multiprocessing.forkserver
 import os
 import random
@@ -49,11 +50,12 @@ def cli(script: str, *args, env: dict | None = None, timeout: int = 300) -> subp
         for f in (out, err):
             open(f, "w").close()
         proc = warm_context().Process(target=run_script, args=(argv[1:], env, HERE, out, err))
-        proc.start()
-        proc.join(timeout)
-        timed_out = proc.exitcode is None
+        with _reaping:
+            proc.start()
+        timed_out = not multiprocessing.connection.wait([proc.sentinel], timeout)  # waits, reads nothing
         if timed_out:
             proc.kill()
+        with _reaping:
             proc.join()
         text = [open(f, encoding=locale.getpreferredencoding(False)).read() for f in (out, err)]
         if timed_out:
@@ -62,6 +64,10 @@ def cli(script: str, *args, env: dict | None = None, timeout: int = 300) -> subp
 
 
 _warm = {"lock": threading.Lock(), "started": False}
+# A fork server child's exit status is 8 bytes on a pipe, read once. Process.start() polls every live child
+# (multiprocessing.process._cleanup) while another thread's join may poll the same one: the loser reads EOF and
+# multiprocessing reports 255 for a run that exited 0. Starts and joins therefore take turns.
+_reaping = threading.Lock()
 
 
 def warm_context():
