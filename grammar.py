@@ -13,6 +13,10 @@ A rule is its announcer, then slots and children: `A3 -> A3 [noun] B kelo`, i.e.
 expand a B, emit a fixed word. Recursive rules have one or two children; terminal rules none. With agree > 0 a slot
 after a child may be `=`: the same word the rule opened with, so the word that closes a subtree names the one that
 opened it, however deep the subtree is (matching brackets; the true automaton still predicts it with certainty).
+With track > 0 a slot after a child may be `#`: a word that names the product, in the group S3, of the elements its
+announcers stand for along the path from the sentence's root to this node. Matching needs a lookup; `#` needs a
+computation at every level of the path, in order (S3 is the smallest group where order matters), which is what
+re-applying the same layers could supply. It is certain too, so the floor stays exact.
 Text is cut into chunks of `chunk` tokens that each start a new sentence (the last one cut off), so a model whose
 context starts at a chunk start sees everything the true automaton sees: the floor holds for it exactly.
 """
@@ -23,11 +27,14 @@ import random
 import sys
 from bisect import bisect
 from dataclasses import asdict, dataclass
+from itertools import permutations
 
 import numpy as np
 
 END = 0  # token 0 ends every sentence but a chunk's first (see chunks)
 SYLLABLES = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]
+S3 = list(permutations(range(3)))  # the group of `#` slots; element 0 is the identity
+TIMES = [[S3.index(tuple(a[i] for i in b)) for b in S3] for a in S3]  # TIMES[x][y]: x after y, by index
 
 
 @dataclass
@@ -40,6 +47,7 @@ class GrammarConfig:
     depth_max: int = 4  # no recursive rule below this depth
     entropy: float = 0.7  # each choice among n options has entropy entropy * ln(n), in (0, 1]
     agree: float = 0.0  # chance that a slot after a child repeats its rule's opening word (brackets that must match)
+    track: float = 0.0  # chance that a slot after a child names its path's product in S3 (a state to compute)
     seed: int = 0  # the rule table's seed (the text's seeds come from it and the split)
 
 
@@ -59,8 +67,12 @@ def check(c: GrammarConfig) -> list[str]:
                         f">= 2 words per class need vocab >= {1 + c.nonterminals * c.rules + 2 * c.nonterminals}")
     if not 0 < c.entropy <= 1:
         problems.append(f"entropy={c.entropy} must be in (0, 1]")
-    if not 0 <= c.agree <= 1:
-        problems.append(f"agree={c.agree} is a probability: it must be in [0, 1]")
+    for knob in ("agree", "track"):
+        if not 0 <= getattr(c, knob) <= 1:
+            problems.append(f"{knob}={getattr(c, knob)} is a probability: it must be in [0, 1]")
+    if c.track and words < len(S3):
+        problems.append(f"track={c.track} names the {len(S3)} elements of S3 with words: need vocab >= "
+                        f"{1 + c.nonterminals * c.rules + len(S3)}")
     if not problems:
         lo, hi = depth_range(c)
         if not lo < c.depth_mean < hi:
@@ -116,6 +128,7 @@ class Grammar:
             raise ValueError("; ".join(problems))
         c, rng = config, random.Random(f"grammar-table-{config.seed}")
         agree = random.Random(f"grammar-agree-{config.seed}")  # its own stream: agree=0 leaves the table as it was
+        track = random.Random(f"grammar-track-{config.seed}")  # and the same for track
         self.config, K, R = c, c.nonterminals, c.rules
         n_words = c.vocab - 1 - K * R
         self.words = list(range(1 + K * R, c.vocab))
@@ -135,6 +148,8 @@ class Grammar:
                     rhs += [("n", rng.randrange(K)), slot()]  # a slot after each child: what the parser must recall
                     if c.agree and agree.random() < c.agree:
                         rhs[-1] = ("m", 0)
+                    if c.track and track.random() < c.track:
+                        rhs[-1] = ("s", 0)
                 if not children:
                     rhs += [slot()] * (j % 2)  # terminal rules: one or two slots
                 rules.append((1 + x * R + j, rhs))
@@ -148,6 +163,9 @@ class Grammar:
         self.probs = [[normal, capped] for _ in range(K)]
         self.cum = [[list(np.cumsum(p)) for p in ps] for ps in self.probs]
         self.rule_of = {a: (x, j) for x in range(K) for j, (a, _) in enumerate(self.rules[x])}
+        # what each announcer stands for in S3, and the word naming each element (drawn only when track > 0)
+        self.element = {a: track.randrange(len(S3)) for a in self.rule_of} if c.track else {}
+        self.state_words = track.sample(self.words, len(S3)) if c.track else []
 
     def solve_q(self) -> float:
         """The recursion probability whose expected token depth is depth_mean (the depth grows with q)."""
@@ -162,14 +180,16 @@ class Grammar:
         """What meta.json records: the config, the derived recursion probability and every rule with its odds."""
         c = self.config
         show = lambda item: {"w": lambda v: self.names[v], "c": lambda v: f"[{chr(97 + v)}]",
-                             "n": lambda v: chr(65 + v), "m": lambda v: "="}[item[0]](item[1])
+                             "n": lambda v: chr(65 + v), "m": lambda v: "=", "s": lambda v: "#"}[item[0]](item[1])
         return {"config": asdict(c), "recursion_probability": self.q,
                 "expected_depth": token_depths(c, self.q, self.t_rec, self.t_term)[0],
                 "expected_sentence_tokens": token_depths(c, self.q, self.t_rec, self.t_term)[1],
                 "rules": [f"{chr(65 + x)} -> " + " ".join([self.names[a]] + [show(i) for i in rhs])
                           + f"   p={p:.4f} (at depth_max {pc:.4f})"
                           for x in range(c.nonterminals) for (a, rhs), p, pc in zip(self.rules[x], *self.probs[x])],
-                "classes": {chr(97 + k): [self.names[w] for w in ws] for k, ws in enumerate(self.classes)}}
+                "classes": {chr(97 + k): [self.names[w] for w in ws] for k, ws in enumerate(self.classes)}} | \
+            ({"S3": {self.names[a]: S3[e] for a, e in self.element.items()},
+              "#": {str(S3[e]): self.names[w] for e, w in enumerate(self.state_words)}} if self.element else {})
 
     def chunks(self, n: int, length: int, seed: str):
         """n chunks of `length` tokens, each a run of whole sentences from A with the last one cut off. Returns
@@ -177,6 +197,7 @@ class Grammar:
         0 for '.'), each of shape (n, length)."""
         rng, cap = random.Random(seed), self.config.depth_max
         tok, nll, dep = (np.zeros((n, length), t) for t in (np.uint16, np.float64, np.uint8))
+        path = [0] * (cap + 1)  # path[d]: the S3 product of the open node at depth d (path[0]: the identity)
         for i in range(n):
             t, ll, dd, stack = tok[i], nll[i], dep[i], []  # stack: (item, depth) still to emit, top last
             for k in range(length):
@@ -191,15 +212,23 @@ class Grammar:
                     a, rhs = self.rules[v][j]
                     t[k], ll[k], dd[k] = a, -math.log(self.probs[v][d == cap][j]), d
                     stack += self.expand(rhs, d)
+                    self.enter(path, a, d)
                 elif kind in ("c", "o"):  # a word of a class; an opener also tells its matching slots the word
                     x = v[0] if kind == "o" else v
                     j = min(bisect(self.class_cum(x), rng.random()), len(self.classes[x]) - 1)
                     t[k], ll[k], dd[k] = self.classes[x][j], -math.log(self.class_probs[x][j]), d
                     if kind == "o":
                         v[1][0] = t[k]
-                else:  # a fixed word, a matching word, or the '.' that ends a sentence: certain
-                    t[k], dd[k] = v[0] if kind == "m" else v, d
+                else:  # a fixed word, a matching word, a path's product or the '.' that ends a sentence: certain
+                    t[k], dd[k] = self.certain(kind, v, path, d), d
         return tok, nll, dep
+
+    def enter(self, path, announcer: int, d: int) -> None:  # a node opens at depth d: its path's product
+        if self.element:
+            path[d] = TIMES[path[d - 1]][self.element[announcer]]
+
+    def certain(self, kind: str, v, path, d: int) -> int:  # the token of an item that leaves no choice
+        return v[0] if kind == "m" else self.state_words[path[d]] if kind == "s" else v
 
     @staticmethod
     def expand(rhs, d: int) -> list:
@@ -220,7 +249,7 @@ class Grammar:
         """The true automaton as a predictor, independent of the generator's bookkeeping: parse the chunk's prefix
         token by token and return p(next token | prefix) for positions 1.., shape (len(chunk) - 1, vocab)."""
         V, cap, stack = self.config.vocab, self.config.depth_max, [(("n", 0), 1)]
-        out = np.zeros((len(chunk) - 1, V))
+        out, path = np.zeros((len(chunk) - 1, V)), [0] * (cap + 1)
         for k, token in enumerate(chunk):
             if k:  # the distribution over the next item on the stack
                 if not stack:
@@ -233,11 +262,12 @@ class Grammar:
                     x = v[0] if kind == "o" else v
                     out[k - 1, self.classes[x]] = self.class_probs[x]
                 else:
-                    out[k - 1, v[0] if kind == "m" else v] = 1.0
+                    out[k - 1, self.certain(kind, v, path, d)] = 1.0
             (kind, v), d = stack.pop()
             if kind == "n":  # consume the announcer: its rule is known from the token alone
                 x, j = self.rule_of[int(token)]
                 stack += self.expand(self.rules[x][j][1], d)
+                self.enter(path, int(token), d)
             elif kind == "o":  # the opener read from the text: what its matching slots will repeat
                 v[1][0] = int(token)
         return out

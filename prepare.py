@@ -81,17 +81,19 @@ PLAY_OPTIONS = {
 GRAMMAR_SIZES = {"train_tokens": 2 ** 19 * 129, "eval_tokens": 2 ** 13 * 129, "chunk": 129}  # 67.6M, 1.06M tokens
 GRAMMAR_PRESETS = {"grammar_shallow": dict(depth_max=3, depth_mean=1.6),
                    "grammar_deep": dict(depth_max=12, depth_mean=6.0),
-                   "grammar_match": dict(depth_max=12, depth_mean=6.0, agree=1.0), "grammar": {}}
+                   "grammar_match": dict(depth_max=12, depth_mean=6.0, agree=1.0),
+                   "grammar_track": dict(depth_max=12, depth_mean=6.0, track=1.0), "grammar": {}}
 GRAMMAR_OPTIONS = {"data_dir": DATA_DIR} | {
     k: f"--{k}=X  {why} (default {v})" for k, v, why in [
         ("vocab", 96, "tokens in all: '.', one announcer per rule, the rest words"),
         ("nonterminals", 4, "symbol types A, B, ...; A starts every sentence"),
         ("rules", 6, "rules per nonterminal, a multiple of 3: a third with one child, two, none"),
         ("branching", 1.2, "mean children of a recursive expansion, in [1, 2]"),
-        ("depth_mean", "1.6 / 6.0 / 6.0 / 2.0", "expected nesting depth of a token (shallow / deep / match / grammar)"),
-        ("depth_max", "3 / 12 / 12 / 4", "deepest nesting: no recursive rule below it"),
+        ("depth_mean", "1.6; deep, match, track 6.0; grammar 2.0", "expected nesting depth of a token"),
+        ("depth_max", "3; deep, match, track 12; grammar 4", "deepest nesting: no recursive rule below it"),
         ("entropy", 0.7, "each choice among n has entropy entropy * ln(n), in (0, 1]"),
         ("agree", "0; grammar_match 1", "chance that a slot after a child repeats its rule's opening word"),
+        ("track", "0; grammar_track 1", "chance that a slot after a child names its path's product in S3"),
         ("seed", 0, "seed of the rule table and the text"),
         ("train_tokens", f"{GRAMMAR_SIZES['train_tokens']:,}", "training tokens (no run may need more: none repeats)"),
         ("eval_tokens", f"{GRAMMAR_SIZES['eval_tokens']:,}", "tokens each of val and test"),
@@ -135,6 +137,10 @@ DATASETS = {  # name -> what it is, its size (measured: the table at the bottom)
     "grammar_match": {
         "about": "grammar_deep whose subtrees close by repeating the word that opened them: matching brackets, "
                  "so the word after a subtree depends on how deep it went",
+        "size": ["as grammar_shallow"], "options": GRAMMAR_OPTIONS},
+    "grammar_track": {
+        "about": "grammar_deep whose word after a subtree names the product, in the group S3, of the elements its "
+                 "ancestors' announcers stand for: a state computed level by level, in order",
         "size": ["as grammar_shallow"], "options": GRAMMAR_OPTIONS},
     "fineweb_edu": {
         "about": "FineWeb-Edu (sample-10BT) streamed from the Hugging Face hub as GPT-2 BPE: the GPU corpus",

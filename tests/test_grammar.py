@@ -5,13 +5,14 @@ grammar.py and prepare.py grammar*: a synthetic language whose exact floor is kn
 """
 import json
 import os
+from functools import reduce
 
 import numpy as np
 import pytest
 import torch
 
 from conftest import TINY_TRAIN, cli, read_log
-from grammar import Grammar, GrammarConfig, write_dataset
+from grammar import S3, Grammar, GrammarConfig, write_dataset
 
 TINY = GrammarConfig(vocab=40, nonterminals=2, rules=6, depth_max=3, depth_mean=1.8, seed=3)
 
@@ -116,6 +117,42 @@ def test_matching_slots_repeat_the_opening_word_and_the_floor_stays_exact():
         Grammar(TINY).chunks(5, 17, "m")[0].tobytes()
 
 
+def test_tracking_slots_name_the_path_product_and_the_floor_stays_exact():
+    """track=1: in every derivation tree a word that follows a child subtree names the product in S3 of the elements
+    of the announcers on the path from the root to its node, composed here from the permutations themselves (not
+    the generator's table of products); the true automaton scores each token exactly as generated; the order of the
+    path matters (some product differs from its reverse); track=0 leaves the text byte for byte."""
+    g = Grammar(GrammarConfig(**(vars(TINY) | {"track": 1.0})))
+    word = {S3[e]: g.names[w] for e, w in enumerate(g.state_words)}
+    tracked, orders = 0, set()
+
+    def check(node, path):
+        nonlocal tracked
+        kids = node[1]
+        if node[0] != "S":
+            announcer = g.names.index(node[0].split(": ")[1])
+            path = path + [S3[g.element[announcer]]]
+        product = reduce(lambda a, b: tuple(a[i] for i in b), path, (0, 1, 2))
+        orders.add(product != reduce(lambda a, b: tuple(a[i] for i in b), path[::-1], (0, 1, 2)))
+        for before, kid in zip(kids, kids[1:]):
+            if before[1] and not kid[1]:  # a word right after a subtree
+                assert kid[0] == word[product], (node, kid)
+                tracked += 1
+        for k in kids:
+            if k[1]:
+                check(k, path)
+
+    for seed in range(20):
+        check(g.tree(f"t{seed}", max_tokens=40), [])
+    assert tracked > 10 and True in orders
+    tok, nll, _ = g.chunks(60, 17, "t")
+    p = np.stack([g.predict(c) for c in tok])
+    assert np.allclose(-np.log(np.take_along_axis(p, tok[:, 1:, None].astype(int), 2)[..., 0]), nll[:, 1:],
+                       rtol=0, atol=1e-12)
+    assert Grammar(GrammarConfig(**(vars(TINY) | {"track": 0.0}))).chunks(5, 17, "t")[0].tobytes() == \
+        Grammar(TINY).chunks(5, 17, "t")[0].tobytes()
+
+
 @pytest.mark.parametrize("args, message", [
     (["--depth_max=0"], "depth_max=0: a sentence needs depth >= 1"),
     (["--branching=0.5"], "branching=0.5: a recursive rule has 1 or 2 children"),
@@ -124,6 +161,8 @@ def test_matching_slots_repeat_the_opening_word_and_the_floor_stays_exact():
     (["--train_tokens=100"], "--train_tokens=100 is less than one chunk (129 tokens)"),
     (["--entropy=x"], "bad --entropy=x; give a number"),
     (["--agree=1.5"], "agree=1.5 is a probability: it must be in [0, 1]"),
+    (["--track=-1"], "track=-1.0 is a probability: it must be in [0, 1]"),
+    (["--track=1", "--nonterminals=1", "--vocab=10"], "track=1.0 names the 6 elements of S3 with words: need vocab"),
 ])
 def test_impossible_knobs_are_one_line_before_any_file(tmp_path, args, message):
     proc = cli("prepare.py", "grammar", f"--data_dir={tmp_path}", *args)
