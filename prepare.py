@@ -562,3 +562,4 @@ if __name__ == "__main__":
 #                   floor (nats/token) train 1.3649, val 1.3654, test 1.3643
 # grammar_deep      the same sizes; floor train 1.4152, val 1.4171, test 1.4138                 24.8 s
 # grammar_match     the same sizes; floor train 1.1815, val 1.1822, test 1.1808 (2026-12-07)     33.5 s
+# grammar_track     the same sizes and floors as grammar_match (2026-12-07, one core)            74.6 s
