@@ -65,14 +65,14 @@ def check(c: GrammarConfig) -> list[str]:
     elif words < 2 * c.nonterminals:
         problems.append(f"vocab={c.vocab} is too small for the rules: '.', {c.nonterminals * c.rules} announcers and "
                         f">= 2 words per class need vocab >= {1 + c.nonterminals * c.rules + 2 * c.nonterminals}")
+    elif c.track and words < len(S3):  # one line per cause: the vocabulary is checked in this chain only
+        problems.append(f"track={c.track} names the {len(S3)} elements of S3 with words: need vocab >= "
+                        f"{1 + c.nonterminals * c.rules + len(S3)}")
     if not 0 < c.entropy <= 1:
         problems.append(f"entropy={c.entropy} must be in (0, 1]")
     for knob in ("agree", "track"):
         if not 0 <= getattr(c, knob) <= 1:
             problems.append(f"{knob}={getattr(c, knob)} is a probability: it must be in [0, 1]")
-    if c.track and words < len(S3):
-        problems.append(f"track={c.track} names the {len(S3)} elements of S3 with words: need vocab >= "
-                        f"{1 + c.nonterminals * c.rules + len(S3)}")
     if not problems:
         lo, hi = depth_range(c)
         if not lo < c.depth_mean < hi:
