@@ -184,7 +184,8 @@ def bootstrap(pts, law, n_boot, seed=0, E_fixed=None):
 
 
 def interval(values):
-    lo, hi = np.percentile(values, [2.5, 97.5])
+    # a bootstrap law that never crosses gives inf; percentile would interpolate inf - inf into nan
+    lo, hi = np.percentile(np.nan_to_num(np.asarray(values, float), posinf=np.finfo(float).max), [2.5, 97.5])
     return float(lo), float(hi)
 
 
@@ -338,6 +339,7 @@ def report(dirs, out, max_epochs, repeat, n_boot, seed):
              ci([b.phi[f] for b in boots]) if boots else "-"] for f in sorted(law.phi)]
     lines += md_table(["family", "runs", "φ", "95% bootstrap"], rows)
     noise = seed_noise(pts)
+    noise_text = "none: no cell has >= 2 paired seeds" if math.isnan(noise) else f"{noise:.4f} per seed, pooled"
     last = {s: max(b for s2, b in paired(pts) if s2 == s) for s, _ in paired(pts)}  # per size: its largest pair
     tests = {"without the largest paired budget of every size": lambda p: p["budget"] == last.get(p["size"])}
     if len(sizes) > 2:
@@ -355,7 +357,7 @@ def report(dirs, out, max_epochs, repeat, n_boot, seed):
         verdicts[name] = (sum(held), len(held), err)
         lines += ["", f"## Out of sample: fitted {name} ({len(train)} runs), predicting the other {len(test)}", "",
                   f"A^2B against the baseline, mean over paired seeds; Δ's interval: the bootstrap's spread and the "
-                  f"seed noise of a paired Δ ({noise:.4f} per seed, pooled) in quadrature. "
+                  f"seed noise of a paired Δ ({noise_text}) in quadrature. "
                   f"Held: {sum(held)} of {len(held)} cells. Mean relative error of the predicted loss: baseline "
                   f"{100 * err['baseline']:+.2f}%, recursive arms {100 * err['recursive']:+.2f}%.", ""]
         lines += md_table(["size", "budget", "baseline tokens/param", "seeds", "baseline measured / predicted",

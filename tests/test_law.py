@@ -120,3 +120,10 @@ def test_compare_list_options_are_one_line_before_anything_runs(tmp_path, args, 
     proc = cli("compare.py", "config/arena_baseline.py", "--budgets", "1e12", "--out", tmp_path / "sweep", *args)
     assert proc.returncode != 0 and message in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "sweep").exists()
+
+
+def test_interval_of_crossings_that_never_happen_is_not_nan():
+    # bootstrap laws that never cross report inf; the interval's top must say "> 1e6", not nan
+    lo, hi = law.interval([100.0, 200.0, math.inf, math.inf])
+    assert lo == pytest.approx(107.5) and hi > 1e6 and not math.isnan(hi)
+    assert law.interval([1.0, 2.0, 3.0]) == tuple(np.percentile([1.0, 2.0, 3.0], [2.5, 97.5]))
