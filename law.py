@@ -185,7 +185,8 @@ def bootstrap(pts, law, n_boot, seed=0, E_fixed=None):
 
 def interval(values):
     # a bootstrap law that never crosses gives inf; percentile would interpolate inf - inf into nan
-    lo, hi = np.percentile(np.nan_to_num(np.asarray(values, float), posinf=np.finfo(float).max), [2.5, 97.5])
+    finite = np.nan_to_num(np.asarray(values, float), nan=np.nan, posinf=np.finfo(float).max)  # nan stays nan
+    lo, hi = np.percentile(finite, [2.5, 97.5])
     return float(lo), float(hi)
 
 
