@@ -184,10 +184,13 @@ def bootstrap(pts, law, n_boot, seed=0, E_fixed=None):
 
 
 def interval(values):
-    # a bootstrap law that never crosses gives inf; percentile would interpolate inf - inf into nan
-    finite = np.nan_to_num(np.asarray(values, float), nan=np.nan, posinf=np.finfo(float).max)  # nan stays nan
-    lo, hi = np.percentile(finite, [2.5, 97.5])
-    return float(lo), float(hi)
+    # a bootstrap law that never crosses gives inf, and percentile would interpolate inf - inf into nan: it ranks
+    # stand-ins for inf instead, and an end past every finite value touched an inf, so it is inf (nan stays nan)
+    v = np.asarray(values, float)
+    ends = np.percentile(np.where(v == np.inf, np.finfo(float).max, v), [2.5, 97.5])
+    top = v[np.isfinite(v)].max(initial=-np.inf)
+    lo, hi = (math.inf if e > top else float(e) for e in ends)
+    return lo, hi
 
 
 # -----------------------------------------------------------------------------
